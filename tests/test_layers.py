@@ -1,0 +1,121 @@
+"""Tying is real: one variable, one gradient (the sum over uses), one update, one save."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from segtie.layers import RecurrentConvBlock
+
+IN_SHAPE = (2, 8, 8, 4)
+F = 5
+
+
+def _block(num_iterations, tied=True, **kwargs):
+    block = RecurrentConvBlock(F, num_iterations=num_iterations, tied=tied, **kwargs)
+    block.build(IN_SHAPE)
+    return block
+
+
+def _untied_copy(tied_block):
+    """An untied block whose every use starts from the tied block's weights."""
+    untied = _block(tied_block.num_iterations, tied=False,
+                    norm_per_iteration=tied_block.norm_per_iteration)
+    untied.entry_conv.set_weights(tied_block.entry_conv.get_weights())
+    untied.entry_norm.set_weights(tied_block.entry_norm.get_weights())
+    for norm_u, norm_t in zip(untied.norms, tied_block.norms):
+        norm_u.set_weights(norm_t.get_weights())
+    for conv in untied.convs:
+        conv.set_weights(tied_block.convs[0].get_weights())
+    return untied
+
+
+def _count(block):
+    return sum(int(np.prod(w.shape)) for w in block.weights)
+
+
+@pytest.mark.parametrize("num_iterations", [1, 2, 3, 5])
+def test_parameter_count_follows_formula_and_is_independent_of_iterations(num_iterations):
+    c_in = IN_SHAPE[-1]
+    block = _block(num_iterations)
+    expected = (9 * c_in * F + F + 4 * F) + (9 * F * F + F) + 4 * F
+    assert _count(block) == expected
+    per_iter = _block(num_iterations, norm_per_iteration=True)
+    assert _count(per_iter) == expected + 4 * F * (num_iterations - 1)
+    untied = _block(num_iterations, tied=False)
+    assert _count(untied) == expected + (9 * F * F + F) * (num_iterations - 1)
+
+
+def test_tied_block_has_one_kernel_variable_used_by_every_iteration():
+    block = _block(4)
+    tied_vars = [w for w in block.weights if "tied_conv" in w.path]
+    assert len(tied_vars) == 2  # one kernel, one bias
+    assert all(block.conv_for(t) is block.convs[0] for t in range(4))
+
+
+@pytest.mark.parametrize("norm_per_iteration", [False, True])
+def test_tied_gradient_equals_sum_of_untied_per_use_gradients(norm_per_iteration):
+    tf.random.set_seed(0)
+    x = tf.random.normal(IN_SHAPE)
+    weights = tf.random.normal(IN_SHAPE[:-1] + (F,))
+    tied = _block(3, norm_per_iteration=norm_per_iteration)
+    untied = _untied_copy(tied)
+
+    def grads(block, variables):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(block(x, training=True) * weights)
+        return loss, tape.gradient(loss, variables)
+
+    loss_t, (g_kernel, g_bias) = grads(tied, [tied.convs[0].kernel, tied.convs[0].bias])
+    per_use = [v for conv in untied.convs for v in (conv.kernel, conv.bias)]
+    loss_u, g_untied = grads(untied, per_use)
+    np.testing.assert_allclose(loss_t.numpy(), loss_u.numpy(), rtol=1e-5)
+    sum_kernel = sum(g.numpy() for g in g_untied[0::2])
+    sum_bias = sum(g.numpy() for g in g_untied[1::2])
+    np.testing.assert_allclose(g_kernel.numpy(), sum_kernel, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(g_bias.numpy(), sum_bias, rtol=1e-4, atol=1e-5)
+    # The uses really differ: each per-use gradient is not the sum on its own.
+    assert not np.allclose(g_untied[0].numpy(), sum_kernel, atol=1e-5)
+
+
+def test_one_sgd_step_moves_the_single_kernel_by_the_summed_gradient():
+    tf.random.set_seed(1)
+    x = tf.random.normal(IN_SHAPE)
+    tied = _block(3)
+    untied = _untied_copy(tied)
+    kernel0 = tied.convs[0].kernel.numpy()
+    lr = 0.1
+    opt = keras.optimizers.SGD(learning_rate=lr)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(tied(x, training=False) ** 2)
+    g = tape.gradient(loss, tied.trainable_variables)
+    opt.apply_gradients(zip(g, tied.trainable_variables))
+    with tf.GradientTape() as tape:
+        loss_u = tf.reduce_sum(untied(x, training=False) ** 2)
+    gu = tape.gradient(loss_u, [c.kernel for c in untied.convs])
+    expected = kernel0 - lr * sum(gi.numpy() for gi in gu)
+    np.testing.assert_allclose(tied.convs[0].kernel.numpy(), expected, rtol=1e-4, atol=1e-6)
+    # Every use now reads the updated kernel.
+    assert all(tied.conv_for(t).kernel is tied.convs[0].kernel for t in range(3))
+
+
+def test_num_iterations_one_is_two_plain_convolutions():
+    block = _block(1)
+    convs = [w for w in block.weights if w.path.endswith("kernel")]
+    assert [tuple(w.shape) for w in convs] == [(3, 3, IN_SHAPE[-1], F), (3, 3, F, F)]
+
+
+def test_config_round_trip():
+    block = RecurrentConvBlock(7, num_iterations=3, norm="none", norm_per_iteration=True,
+                               tied=False, dropout=0.1, name="b")
+    clone = RecurrentConvBlock.from_config(block.get_config())
+    assert clone.get_config() == block.get_config()
+
+
+@pytest.mark.parametrize("kwargs, key", [({"num_iterations": 0}, "num_iterations"),
+                                         ({"filters": 0}, "filters"),
+                                         ({"norm": "group"}, "norm")])
+def test_bad_arguments_name_the_key(kwargs, key):
+    args = {"filters": F, **kwargs}
+    with pytest.raises(ValueError, match=f"`{key}`"):
+        RecurrentConvBlock(**args)
