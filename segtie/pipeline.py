@@ -1,0 +1,183 @@
+"""Input pipelines: raw TFDS examples -> batches of ``(image, mask)`` for Keras.
+
+:func:`build_dataset` feeds training and validation; :func:`build_eval_dataset` gives
+the cases at their original size for evaluation; :func:`preprocess_image` is the one
+resize-and-normalize function, shared with inference (:mod:`segtie.evaluation`).
+
+Normalization: pixel values are divided by 255, so images are float32 in [0, 1]; no
+mean/std standardization (the models' first layers learn it).
+Resizing: images bilinearly with antialiasing (no aliasing when shrinking large
+frames); masks with nearest neighbour, so they stay exactly binary. The aspect ratio
+is not kept: every image is stretched to ``DataConfig.image_size``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Optional, Sequence
+
+import tensorflow as tf
+
+from segtie.augment import augment
+from segtie.datasets import SPLITS, load_split
+
+__all__ = ["build_dataset", "build_eval_dataset", "preprocess_image", "preprocess_mask"]
+
+logger = logging.getLogger(__name__)
+
+
+def _check_size(image_size: Sequence[int]) -> list[int]:
+    size = [int(s) for s in image_size]
+    if len(size) != 2 or min(size) < 1:
+        raise ValueError(f"`image_size` must be [height, width] of two positive integers, "
+                         f"received {list(image_size)!r}")
+    return size
+
+
+def preprocess_image(image, image_size: Sequence[int]) -> tf.Tensor:
+    """Resize an image to ``image_size`` and scale it to [0, 1].
+
+    Args:
+        image: uint8 image (a tensor or array), one or a batch.
+        image_size: ``[height, width]`` of the output.
+
+    Shapes:
+        ``image``: ``(H0, W0, 3)`` or ``(batch, H0, W0, 3)``. Returns ``(H, W, 3)`` or
+        ``(batch, H, W, 3)`` with ``(H, W) = image_size``.
+
+    Returns:
+        float32 tensor in [0, 1]: bilinear resize with antialiasing, then ``/ 255``.
+
+    Raises:
+        TypeError: ``image`` is not uint8.
+        ValueError: ``image`` is not of rank 3 or 4 with 3 channels, or ``image_size``
+            is not two positive integers.
+    """
+    size = _check_size(image_size)
+    image = tf.convert_to_tensor(image)
+    if image.dtype != tf.uint8:
+        raise TypeError(f"`image` must be uint8 in [0, 255], received dtype "
+                        f"{image.dtype.name}")
+    if image.shape.rank not in (3, 4) or image.shape[-1] != 3:
+        raise ValueError(f"`image` must have shape (height, width, 3) or (batch, height, "
+                         f"width, 3), received {tuple(image.shape)}")
+    resized = tf.image.resize(tf.cast(image, tf.float32), size, method="bilinear",
+                              antialias=True)
+    return tf.clip_by_value(resized / 255.0, 0.0, 1.0)
+
+
+def preprocess_mask(mask, image_size: Sequence[int]) -> tf.Tensor:
+    """Resize a binary mask to ``image_size`` with nearest neighbour, as float32.
+
+    Shapes:
+        ``mask``: ``(H0, W0, 1)`` or ``(batch, H0, W0, 1)``, values {0, 1}. Returns
+        ``(H, W, 1)`` or ``(batch, H, W, 1)`` float32 in {0, 1}.
+
+    Raises:
+        ValueError: ``image_size`` is not two positive integers.
+    """
+    size = _check_size(image_size)
+    resized = tf.image.resize(tf.convert_to_tensor(mask), size, method="nearest")
+    return tf.cast(resized, tf.float32)
+
+
+def _case_limit(data_config, split: str) -> Optional[int]:
+    """``max_train_cases`` for the train split, ``max_eval_cases`` for the others."""
+    if split == "train":
+        return data_config.max_train_cases
+    return data_config.max_eval_cases
+
+
+def _limited_split(data_config, split: str) -> tf.data.Dataset:
+    if split not in SPLITS:
+        raise ValueError(f"`split` must be one of {list(SPLITS)}, received {split!r}")
+    dataset = load_split(data_config, split)
+    limit = _case_limit(data_config, split)
+    if limit is not None:
+        dataset = dataset.take(limit)
+    return dataset
+
+
+def build_dataset(data_config, split: str, *, training: bool, seed: int = 42
+                  ) -> tf.data.Dataset:
+    """Batches of ``(image, mask)`` at ``data_config.image_size`` for Keras.
+
+    Steps: load the split (:func:`segtie.datasets.load_split`, preparing the TFDS data
+    if needed) -> keep the first ``max_train_cases`` (train split) or
+    ``max_eval_cases`` (other splits) -> resize (:func:`preprocess_image`,
+    :func:`preprocess_mask`) -> cache in memory (if ``data_config.cache``) -> when
+    ``training``: shuffle (``shuffle_buffer``, reshuffled every epoch) and augment
+    (:func:`segtie.augment.augment`, one seed per example) -> batch
+    (``batch_size``, the last partial batch kept) -> prefetch.
+
+    The output is the same for the same ``seed`` (epoch after epoch, run after run):
+    the source order is fixed, and shuffling and augmentation draw from ``seed``.
+
+    Args:
+        data_config: a :class:`segtie.config.DataConfig`.
+        split: ``"train"``, ``"validation"`` or ``"test"``.
+        training: shuffle and augment when True.
+        seed: seed of the shuffle and of the augmentation draws. Default 42.
+
+    Shapes:
+        Each element is ``(image, mask)``: image float32 ``(batch, H, W, 3)`` in
+        [0, 1], mask float32 ``(batch, H, W, 1)`` in {0, 1}, with
+        ``(H, W) = data_config.image_size``; ``batch <= data_config.batch_size``.
+
+    Returns:
+        A batched, prefetched ``tf.data.Dataset``.
+
+    Raises:
+        ValueError: an unknown split or dataset name.
+        FileNotFoundError: the dataset archive is missing (see
+            :mod:`segtie.datasets.kvasir_seg`).
+    """
+    size = _check_size(data_config.image_size)
+    dataset = _limited_split(data_config, split)
+    dataset = dataset.map(
+        lambda case: (preprocess_image(case["image"], size),
+                      preprocess_mask(case["mask"], size)),
+        num_parallel_calls=tf.data.AUTOTUNE)
+    if data_config.cache:
+        dataset = dataset.cache()
+    if training:
+        dataset = dataset.shuffle(data_config.shuffle_buffer, seed=seed,
+                                  reshuffle_each_iteration=True)
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+        augment_config = data_config.augment
+        dataset = tf.data.Dataset.zip((dataset, seeds)).map(
+            lambda pair, pair_seed: augment(pair[0], pair[1], pair_seed, augment_config),
+            num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = dataset.batch(data_config.batch_size, drop_remainder=False)
+    logger.info("Dataset %s/%s: image_size=%s, training=%s", data_config.name, split,
+                size, training)
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def build_eval_dataset(data_config, split: str) -> tf.data.Dataset:
+    """The cases of a split at their original size, for evaluation.
+
+    Honours ``max_eval_cases`` (``max_train_cases`` for the train split), in the same
+    fixed order as :func:`build_dataset` without training.
+
+    Args:
+        data_config: a :class:`segtie.config.DataConfig`.
+        split: ``"train"``, ``"validation"`` or ``"test"``.
+
+    Shapes:
+        Each element is ``{"id": string (), "image": uint8 (H0, W0, 3),
+        "mask": uint8 (H0, W0) in {0, 1}}``, ``(H0, W0)`` varying per case.
+
+    Returns:
+        An unbatched ``tf.data.Dataset``. Iterate with ``.as_numpy_iterator()``;
+        ``id`` then comes as ``bytes`` (decode it with ``.decode()``).
+
+    Raises:
+        ValueError: an unknown split or dataset name.
+        FileNotFoundError: the dataset archive is missing.
+    """
+    dataset = _limited_split(data_config, split)
+    return dataset.map(
+        lambda case: {"id": case["id"], "image": case["image"],
+                      "mask": case["mask"][..., 0]},
+        num_parallel_calls=tf.data.AUTOTUNE)

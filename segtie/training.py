@@ -1,0 +1,217 @@
+"""The fit loop and its callbacks.
+
+``train(config)`` reads top to bottom: data -> model -> optimizer -> callbacks ->
+``model.fit`` -> best checkpoint -> tracking. Everything it writes lives in one
+run folder ``<train.output_dir>/<run name>/``:
+
+- ``config.yaml``      the resolved config
+- ``best.keras``       the checkpoint with the best validation Dice (atomic writes)
+- ``history.csv``      per-epoch logs (Keras' CSVLogger)
+- ``run_info.json``    the MLflow run id and tracking URI, read by evaluate.py
+- ``val_overlays.png`` image / ground truth / prediction for a few validation cases
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import time
+from pathlib import Path
+from typing import Optional
+
+import keras
+import numpy as np
+
+from segtie import config as cfg
+from segtie.evaluation import save_overlay_grid
+from segtie.losses import DiceBCELoss, DiceMetric
+from segtie.models import build_model
+from segtie.pipeline import build_dataset
+from segtie.tracking import MlflowCallback, Tracker, current_learning_rate
+
+logger = logging.getLogger(__name__)
+MONITOR = "val_dice"
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What a training run produced."""
+
+    run_dir: Path
+    checkpoint: Path
+    best_val_dice: float
+    epochs_run: int
+    seconds: float
+    num_params: int
+    mlflow_run_id: Optional[str]
+
+
+class BestCheckpoint(keras.callbacks.Callback):
+    """Save the model whenever ``val_dice`` improves, atomically.
+
+    Keras' ModelCheckpoint writes in place, so a crash mid-write leaves a broken
+    file; this one writes ``<path>.tmp.keras`` and renames it over ``path``
+    (``os.replace`` is atomic on POSIX), so ``path`` is always a complete model.
+    """
+
+    def __init__(self, path: Path, monitor: str = MONITOR):
+        super().__init__()
+        self.path = Path(path)
+        self.monitor = monitor
+        self.best = -math.inf
+        self.best_epoch = -1
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is None:
+            raise KeyError(f"BestCheckpoint: `{self.monitor}` missing from logs "
+                           f"{sorted(logs or {})}; is there validation data?")
+        if value > self.best:
+            tmp = self.path.with_name(self.path.stem + ".tmp.keras")
+            self.model.save(tmp)
+            os.replace(tmp, self.path)
+            logger.info("epoch %d: %s improved %.4f -> %.4f, saved %s", epoch + 1,
+                        self.monitor, self.best, value, self.path)
+            self.best, self.best_epoch = float(value), epoch
+
+
+class TimeBudget(keras.callbacks.Callback):
+    """Stop training after the epoch during which ``max_minutes`` ran out."""
+
+    def __init__(self, max_minutes: float):
+        super().__init__()
+        self.max_seconds = max_minutes * 60.0
+        self.start = time.monotonic()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if time.monotonic() - self.start > self.max_seconds:
+            logger.info("Time budget of %.1f min reached after epoch %d; stopping.",
+                        self.max_seconds / 60, epoch + 1)
+            self.model.stop_training = True
+
+
+def make_optimizer(train_config, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    """The optimizer and learning-rate schedule described by ``config.train``."""
+    t = train_config
+    total = max(1, t.epochs * steps_per_epoch)
+    warmup = min(t.warmup_epochs * steps_per_epoch, total - 1)
+    if t.schedule == "cosine":
+        lr = keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=0.0 if warmup else t.learning_rate,
+            decay_steps=total - warmup, alpha=0.0,
+            warmup_target=t.learning_rate if warmup else None, warmup_steps=warmup)
+    else:
+        lr = t.learning_rate
+    if t.optimizer == "adam":
+        return keras.optimizers.Adam(learning_rate=lr)
+    if t.optimizer == "adamw":
+        return keras.optimizers.AdamW(learning_rate=lr, weight_decay=t.weight_decay)
+    return keras.optimizers.SGD(learning_rate=lr, momentum=0.9, nesterov=True)
+
+
+def _num_batches(dataset) -> int:
+    n = int(dataset.cardinality())
+    if n < 0:
+        raise ValueError("The training dataset has unknown cardinality; cannot size the "
+                         "learning-rate schedule")
+    return n
+
+
+def _save_val_overlays(model, val_ds, path: Path, count: int) -> Optional[Path]:
+    if count <= 0:
+        return None
+    images, masks = [], []
+    for x, y in val_ds.unbatch().take(count):
+        images.append(x.numpy())
+        masks.append(y.numpy()[..., 0])
+    if not images:
+        return None
+    logits = model.predict(np.stack(images), verbose=0)
+    preds = (logits[..., 0] > 0).astype(np.uint8)  # logit 0 == probability 0.5
+    save_overlay_grid(images, masks, list(preds), path)
+    return path
+
+
+def _point_latest(run_dir: Path) -> None:
+    """Make ``<output_dir>/latest`` a symlink to the newest finished run folder."""
+    link = run_dir.parent / "latest"
+    tmp = run_dir.parent / ".latest.tmp"
+    if tmp.is_symlink():
+        tmp.unlink()
+    tmp.symlink_to(run_dir.name, target_is_directory=True)
+    os.replace(tmp, link)
+
+
+def train(config: cfg.Config) -> TrainResult:
+    """Train the model described by ``config``; see the module docstring for outputs.
+
+    Raises:
+        FileNotFoundError: the dataset archive is missing (the message says where to
+            put it).
+    """
+    keras.utils.set_random_seed(config.train.seed)
+    run_name = f"{config.data.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir = Path(config.train.output_dir) / run_name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(cfg.dump_yaml(config))
+
+    train_ds = build_dataset(config.data, "train", training=True, seed=config.train.seed)
+    val_ds = build_dataset(config.data, "validation", training=False)
+    steps = _num_batches(train_ds)
+
+    model = build_model(config.model)
+    model.compile(optimizer=make_optimizer(config.train, steps),
+                  loss=DiceBCELoss(config.train.dice_weight, config.train.bce_weight),
+                  metrics=[DiceMetric(threshold=config.eval.threshold)])
+    num_params = model.count_params()
+    logger.info("Model %s: %d parameters, %d training batches per epoch", model.name,
+                num_params, steps)
+
+    tracker = Tracker(config.tracking.enabled, config.tracking.tracking_uri,
+                      config.tracking.experiment or config.data.name)
+    run_id = tracker.start(run_name, tags={"segtie.kind": "train"})
+    (run_dir / "run_info.json").write_text(json.dumps(
+        {"mlflow_run_id": run_id, "tracking_uri": tracker.tracking_uri}, indent=2))
+    tracker.log_params(cfg.flatten(config))
+    tracker.log_text(cfg.dump_yaml(config), "config.yaml")
+    tracker.log_metrics({"num_params": num_params, "steps_per_epoch": steps})
+
+    checkpoint = run_dir / "best.keras"
+    best = BestCheckpoint(checkpoint)
+    callbacks = [best, keras.callbacks.CSVLogger(str(run_dir / "history.csv")),
+                 MlflowCallback(tracker)]
+    if config.train.max_minutes:
+        callbacks.append(TimeBudget(config.train.max_minutes))
+
+    start = time.monotonic()
+    status = "FAILED"
+    try:
+        history = model.fit(train_ds, validation_data=val_ds, epochs=config.train.epochs,
+                            callbacks=callbacks, verbose=1)
+        status = "FINISHED"
+    finally:
+        seconds = time.monotonic() - start
+        if status != "FINISHED":
+            tracker.end(status)
+    epochs_run = len(history.history.get("loss", []))
+
+    best_model = keras.saving.load_model(checkpoint, safe_mode=True)
+    overlays = _save_val_overlays(best_model, val_ds, run_dir / "val_overlays.png",
+                                  config.eval.num_overlays)
+    tracker.log_metrics({"best_val_dice": best.best, "best_epoch": best.best_epoch + 1,
+                         "train_seconds": seconds,
+                         "final_learning_rate": current_learning_rate(model.optimizer) or 0.0})
+    if overlays:
+        tracker.log_artifact(overlays)
+    tracker.log_artifact(run_dir / "history.csv")
+    model_uri = tracker.log_keras_model(best_model)
+    if model_uri:
+        tracker.set_tags({"segtie.model_uri": model_uri})
+    tracker.end("FINISHED")
+    _point_latest(run_dir)
+    return TrainResult(run_dir=run_dir, checkpoint=checkpoint, best_val_dice=best.best,
+                       epochs_run=epochs_run, seconds=seconds, num_params=num_params,
+                       mlflow_run_id=run_id)

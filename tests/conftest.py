@@ -1,0 +1,50 @@
+"""Shared fixtures: the real Kvasir-SEG archive and its TFDS build, made once a session.
+
+The archive is read from ``../shared/data/kvasir-seg.zip`` (relative to the repository
+root). Building the TFDS data takes about 20 s on 2 CPU cores; it happens once per
+session, in a temporary folder, or in ``$SEGTIE_TEST_TFDS_DIR`` when that is set
+(then it is reused across sessions; delete the folder after changing the builder).
+Tests that need the archive are skipped, with the reason, when it is absent.
+"""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from segtie.config import DataConfig
+from segtie.datasets.kvasir_seg import ARCHIVE_NAME, MANUAL_DIR_ENV, prepare_kvasir_seg
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+KVASIR_ARCHIVE = SHARED_DATA / ARCHIVE_NAME
+TFDS_DIR_ENV = "SEGTIE_TEST_TFDS_DIR"
+
+
+@pytest.fixture(scope="session")
+def kvasir_archive() -> Path:
+    """Path of the real ``kvasir-seg.zip``; skips the test when it is absent."""
+    if not KVASIR_ARCHIVE.is_file():
+        pytest.skip(f"Real Kvasir-SEG archive not found at {KVASIR_ARCHIVE}; put "
+                    f"{ARCHIVE_NAME} in {SHARED_DATA} to run this test")
+    return KVASIR_ARCHIVE
+
+
+@pytest.fixture(scope="session")
+def kvasir_tfds_dir(kvasir_archive, tmp_path_factory) -> Path:
+    """A TFDS data folder holding the prepared ``kvasir_seg`` dataset (built once)."""
+    env = os.environ.get(TFDS_DIR_ENV)
+    data_dir = Path(env) if env else tmp_path_factory.mktemp("tfds")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv(MANUAL_DIR_ENV, raising=False)  # build from the shared archive
+        prepare_kvasir_seg(data_dir, kvasir_archive.parent)
+    return data_dir
+
+
+@pytest.fixture(scope="session")
+def kvasir_data_config(kvasir_tfds_dir) -> DataConfig:
+    """Default :class:`DataConfig` reading the prepared Kvasir-SEG build.
+
+    ``manual_dir`` is the shared data folder and ``data_dir`` the session's TFDS
+    folder; change other values with ``dataclasses.replace``.
+    """
+    return DataConfig(data_dir=str(kvasir_tfds_dir), manual_dir=str(SHARED_DATA))
