@@ -3,23 +3,27 @@
     python evaluate.py --checkpoint runs/<run>/best.keras
     python evaluate.py --checkpoint runs:/<mlflow_run_id>/model [--config ...] [--set ...]
 
-Writes per_case.csv, summary.json and overlay PNGs to
-``<eval.output_dir>/<run name>/``, logs them to an MLflow evaluation run tagged
-with the training run it evaluates, and prints the summary table.
+Writes per_case.csv, summary.json, overlay PNGs (first cases; best, median and worst
+by Dice) and a Dice box plot to ``<eval.output_dir>/<run name>/``, logs them to an
+MLflow evaluation run tagged with the training run it evaluates, and prints the
+summary table. Inference (sliding window, mirroring TTA, largest component), spacing,
+NSD tolerance and the bootstrap come from the config's ``eval`` group.
 """
 
 import argparse
 import logging
+import math
 import sys
 import time
 from pathlib import Path
 
-from segtie import checkpoints
-from segtie.evaluation import evaluate
+from segtie import checkpoints, metrics
+from segtie.evaluation import InferenceOptions, evaluate
 from segtie.pipeline import build_eval_dataset
+from segtie.reports import format_table
 from segtie.tracking import Tracker
 
-METRICS = ("dice", "iou", "hd95")
+STATS = ("mean", "median", "std", "ci_low", "ci_high")
 
 
 def parse_args(argv=None):
@@ -40,14 +44,27 @@ def _cases(dataset):
         yield {"id": case["id"].decode(), "image": case["image"], "mask": case["mask"]}
 
 
-def print_table(summary: dict, train_run: str, out_dir: Path) -> None:
-    print(f"\n{'metric':<8}{'mean':>9}{'median':>9}{'std':>9}{'n':>6}{'NaN':>5}")
-    for name in METRICS:
-        s = summary[name]
-        print(f"{name:<8}{s['mean']:>9.4f}{s['median']:>9.4f}{s['std']:>9.4f}"
-              f"{s['count']:>6}{s['num_nan']:>5}")
-    print(f"\nhd95 in {summary.get('hd95_units', 'pixels')}; training run {train_run}; "
-          f"reports in {out_dir}")
+def metric_names(eval_config) -> tuple:
+    """The metrics of the report, in order."""
+    return metrics.METRIC_NAMES + (metrics.RANKING_NAMES if eval_config.keep_probabilities
+                                   else ())
+
+
+def inference_options(config) -> InferenceOptions:
+    """The :class:`InferenceOptions` of ``config.eval`` and ``config.data``."""
+    ev = config.eval
+    return InferenceOptions(
+        image_size=list(config.data.image_size), sliding_window=ev.sliding_window,
+        window_size=ev.window_size, overlap=ev.overlap, gaussian=ev.gaussian,
+        sigma_scale=ev.gaussian_sigma_scale, batch_size=ev.sw_batch_size,
+        tta_mirror=ev.tta_mirror)
+
+
+def print_table(summary: dict, names, train_run: str, out_dir: Path) -> None:
+    print("\n" + format_table(summary, names))
+    print(f"\nhd95 and assd in {summary.get('distance_units', 'pixels')}; nsd at "
+          f"{summary.get('nsd_tolerance')} {summary.get('distance_units', 'pixels')}; "
+          f"training run {train_run}; reports in {out_dir}")
 
 
 def main(argv=None) -> int:
@@ -62,7 +79,10 @@ def main(argv=None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
 
-    train_run = checkpoints.training_run_id(args.checkpoint)
+    ev, names = config.eval, metric_names(config.eval)
+    cardinality = int(dataset.cardinality().numpy())
+    num_cases = cardinality if cardinality >= 0 else None
+    train_run = checkpoints.training_run_id(args.checkpoint, config.tracking.tracking_uri)
     run_name = f"eval-{config.data.name}-{args.split}-{time.strftime('%Y%m%d-%H%M%S')}"
     out_dir = Path(config.eval.output_dir) / run_name
     tracker = Tracker(config.tracking.enabled, config.tracking.tracking_uri,
@@ -73,15 +93,24 @@ def main(argv=None) -> int:
                                       "segtie.train_run_id": train_run or "unknown",
                                       "segtie.split": args.split})
         tracker.log_params({"checkpoint": args.checkpoint, "split": args.split,
-                            "threshold": config.eval.threshold,
-                            "image_size": config.data.image_size})
-        rows, summary = evaluate(model, _cases(dataset), config.data.image_size,
-                                 config.eval.threshold, out_dir, config.eval.num_overlays)
+                            "image_size": config.data.image_size,
+                            **{f"eval.{k}": v for k, v in vars(ev).items()}})
+        rows, summary = evaluate(
+            model, _cases(dataset), config.data.image_size, ev.threshold, out_dir,
+            ev.num_overlays, ev.spacing, inference_options=inference_options(config),
+            nsd_tolerance=ev.nsd_tolerance, largest_component=ev.largest_component,
+            keep_probabilities=ev.keep_probabilities,
+            bootstrap_samples=ev.bootstrap_samples,
+            confidence_level=ev.confidence_level, seed=ev.seed, progress=True,
+            num_cases=num_cases)
         tracker.log_metrics({f"{args.split}_{m}_{stat}": summary[m][stat]
-                             for m in METRICS for stat in ("mean", "median", "std")
-                             if summary[m][stat] == summary[m][stat]})  # skip NaN
+                             for m in names for stat in STATS
+                             if not math.isnan(summary[m].get(stat, math.nan))})
+        tracker.log_metrics({f"{args.split}_{m}_num_nan": summary[m]["num_nan"]
+                             for m in names})
+        tracker.set_tags({"segtie.distance_units": summary["distance_units"]})
         tracker.log_artifacts(out_dir)
-    print_table(summary, train_run or "unknown", out_dir)
+    print_table(summary, names, train_run or "unknown", out_dir)
     return 0
 
 

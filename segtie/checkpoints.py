@@ -71,10 +71,10 @@ def check_compatible(model: keras.Model, model_config, spec: str) -> None:
                          f"`model.num_classes` is {model_config.num_classes}")
 
 
-def training_run_id(spec: str) -> Optional[str]:
+def training_run_id(spec: str, tracking_uri: Optional[str] = None) -> Optional[str]:
     """The MLflow id of the training run that produced the checkpoint, if known."""
     if is_mlflow_uri(spec):
-        return tracking.run_id_of(spec)
+        return tracking.run_id_of(spec, tracking_uri)
     info = Path(spec).resolve().with_name("run_info.json")
     if info.is_file():
         return json.loads(info.read_text()).get("mlflow_run_id")
@@ -97,7 +97,7 @@ def resolve_config(spec: str, config_path: Optional[str], overrides: list,
         if beside.is_file():
             return cfg.load_config(beside, overrides)
     else:
-        run_id = tracking.run_id_of(spec)
+        run_id = tracking.run_id_of(spec, tracking_uri)
         text = tracking.read_run_text(run_id, "config.yaml", tracking_uri) if run_id else None
         if text:
             raw = yaml.safe_load(text) or {}

@@ -32,10 +32,50 @@ def _field(default: Any, *, low: Optional[float] = None, high: Optional[float] =
 
 @dataclasses.dataclass(frozen=True)
 class AugmentConfig:
-    """On-the-fly training augmentation; image and mask are transformed together."""
+    """On-the-fly training augmentation; image and mask are transformed together.
+
+    Each transform has a probability ``*_prob`` (0 = off). ``flip`` and ``rotate90``
+    switch the exact transforms on or off (kept from the first configs);
+    ``flip_prob`` applies to each axis; a quarter turn draws 0, 90, 180 or 270
+    degrees (0 or 180 on non-square images). Ranges are ``[low, high]``;
+    ``rotate_max_degrees`` bounds a uniform angle in [-max, max]; ``scale_range`` > 1
+    zooms in; elastic deformation follows Simard et al. 2003 (``elastic_alpha`` and
+    ``elastic_sigma`` in pixels); ``noise_std`` is the largest standard deviation of
+    the Gaussian noise on [0, 1] images. The defaults give flips and quarter turns
+    only; ``segtie.augment.NNUNET_LIKE`` lists an nnU-Net-like suite.
+    """
 
     flip: bool = True  # random left-right and up-down flips
     rotate90: bool = True  # random multiple of 90 degrees (square images only)
+    flip_prob: float = _field(0.5, low=0.0, high=1.0)
+    rotate90_prob: float = _field(1.0, low=0.0, high=1.0)
+    rotate_prob: float = _field(0.0, low=0.0, high=1.0)
+    rotate_max_degrees: float = _field(180.0, low=0.0, high=180.0)
+    scale_prob: float = _field(0.0, low=0.0, high=1.0)
+    scale_range: list = _field(lambda: [0.7, 1.4], factory=True)
+    elastic_prob: float = _field(0.0, low=0.0, high=1.0)
+    elastic_alpha: float = _field(34.0, low=0.0)
+    elastic_sigma: float = _field(4.0, low=0.1, high=50.0)
+    noise_prob: float = _field(0.0, low=0.0, high=1.0)
+    noise_std: float = _field(0.05, low=0.0, high=1.0)
+    blur_prob: float = _field(0.0, low=0.0, high=1.0)
+    blur_sigma_range: list = _field(lambda: [0.5, 1.0], factory=True)
+    brightness_prob: float = _field(0.0, low=0.0, high=1.0)
+    brightness_range: list = _field(lambda: [0.75, 1.25], factory=True)
+    contrast_prob: float = _field(0.0, low=0.0, high=1.0)
+    contrast_range: list = _field(lambda: [0.75, 1.25], factory=True)
+    gamma_prob: float = _field(0.0, low=0.0, high=1.0)
+    gamma_range: list = _field(lambda: [0.7, 1.5], factory=True)
+
+    def __post_init__(self):
+        for name in ("scale_range", "blur_sigma_range", "brightness_range",
+                     "contrast_range", "gamma_range"):
+            value = getattr(self, name)
+            if not (isinstance(value, (list, tuple)) and len(value) == 2 and all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+                    and 0 < value[0] <= value[1] <= 10):
+                raise ValueError(f"`data.augment.{name}` must be [low, high] with 0 < low <= "
+                                 f"high <= 10, received {value!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,9 +86,17 @@ class DataConfig:
     the folder holding the publisher's archive when there is no network; the
     environment variable ``SEGTIE_MANUAL_DIR`` overrides it. ``max_train_cases``
     caps the training split (``null`` = all), for quick runs and tests.
+
+    ``name: folder`` reads your own data from ``folder`` (``images/`` and ``masks/``,
+    see :mod:`segtie.datasets.folder`); ``label_map`` maps raw mask values (palette
+    indices for palette images) to class indices 0..K (``null``: binary masks, 0/1
+    or 0/255). ``spacing`` is ``[row, col]`` mm per pixel of the dataset (``null``:
+    unknown). ``patch_size`` switches training to random ``[height, width]`` patches
+    of the image at ``image_size``, ``patches_per_image`` per image and epoch, a
+    fraction ``patch_foreground_prob`` of them centred on a foreground pixel.
     """
 
-    name: str = _field("kvasir_seg", choices=("kvasir_seg",))
+    name: str = _field("kvasir_seg", choices=("kvasir_seg", "drive", "folder"))
     data_dir: str = "data/tfds"
     manual_dir: str = "data"
     image_size: list = _field(lambda: [128, 128], factory=True)
@@ -58,14 +106,68 @@ class DataConfig:
     shuffle_buffer: int = _field(1000, low=1)
     cache: bool = True
     augment: AugmentConfig = _field(AugmentConfig, factory=True)
+    folder: Optional[str] = None
+    label_map: Optional[dict] = None
+    spacing: Optional[list] = None
+    patch_size: Optional[list] = None
+    patches_per_image: int = _field(1, low=1)
+    patch_foreground_prob: float = _field(0.33, low=0.0, high=1.0)
+
+    def __post_init__(self):
+        if (self.name == "folder") != (self.folder is not None):
+            raise ValueError(f"`data.folder` must be set exactly when `data.name` is "
+                             f"'folder', received name={self.name!r}, folder={self.folder!r}")
+        if self.label_map is not None:
+            _check_label_map(self.label_map, self.name)
+        if self.spacing is not None and not (len(self.spacing) == 2 and all(
+                _is_number(s) and s > 0 for s in self.spacing)):
+            raise ValueError(f"`data.spacing` must be [row, col] of two numbers > 0 (mm "
+                             f"per pixel) or null, received {self.spacing!r}")
+        patch = self.patch_size
+        if patch is not None and not (len(patch) == 2 and all(
+                isinstance(p, int) and not isinstance(p, bool) and 0 < p <= s
+                for p, s in zip(patch, self.image_size))):
+            raise ValueError(f"`data.patch_size` must be [height, width] of positive "
+                             f"integers no larger than `data.image_size` "
+                             f"{self.image_size!r}, or null, received {patch!r}")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_label_map(label_map: dict, name: str) -> None:
+    """Raw values 0..65535 -> class indices covering 0..K, 1 <= K <= 255 (folder only)."""
+    if name != "folder":
+        raise ValueError(f"`data.label_map` applies to `data.name: folder` only, received "
+                         f"name={name!r}")
+    for raw, label in label_map.items():
+        if not (isinstance(raw, int) and not isinstance(raw, bool) and 0 <= raw <= 65535
+                and isinstance(label, int) and not isinstance(label, bool)
+                and 0 <= label <= 255):
+            raise ValueError(f"`data.label_map` must map raw mask values (integers 0..65535)"
+                             f" to class indices (integers 0..255), received {raw!r}: "
+                             f"{label!r}")
+    classes = sorted(set(label_map.values()))
+    if classes != list(range(len(classes))) or len(classes) < 2:
+        raise ValueError(f"`data.label_map` class indices must be 0, 1, ..., K with K >= 1 "
+                         f"(0 = background), received {classes}")
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    """The recurrent U-Net with tied kernels (see :mod:`segtie.models`).
+    """The U-Net with tied kernels (see :mod:`segtie.models.unet` for the schemes).
 
-    ``num_iterations`` is the number of uses of one tied kernel in a block;
-    ``num_iterations: 1`` gives the plain U-Net from the same code.
+    Tying: ``num_iterations`` uses of one kernel in each block; ``tie_levels`` one
+    encoder block for every level (needs ``width_multiplier: 1``, and
+    ``level_projection`` unless the image has ``base_filters`` channels);
+    ``tie_decoder`` the same for the decoder; ``num_recurrences`` passes of the
+    whole network, trained on every pass with weights ``recurrence_loss_decay **
+    (R - r)`` normalised to sum 1. ``num_iterations: 1, tie_levels: false,
+    num_recurrences: 1`` is the plain U-Net. ``recompute`` trades compute for
+    activation memory. With ``param_budget`` (weights) or ``memory_budget_mb``
+    (estimated training-step memory), ``base_filters`` is replaced by the widest
+    base width that fits.
     """
 
     in_channels: int = _field(3, low=1)
@@ -73,9 +175,19 @@ class ModelConfig:
     base_filters: int = _field(16, low=1)
     depth: int = _field(4, low=1, high=8)
     num_iterations: int = _field(2, low=1)
-    norm: str = _field("batch", choices=("batch", "none"))
+    norm: str = _field("instance", choices=("batch", "instance", "none"))
     norm_per_iteration: bool = False
     dropout: float = _field(0.0, low=0.0, high=0.99)
+    width_multiplier: int = _field(2, low=1)  # level i has base_filters * this ** i
+    tie_levels: bool = False
+    tie_decoder: bool = False
+    level_projection: bool = False  # 1x1 conv where a level's input width differs
+    norm_per_level: bool = True  # tied levels keep their own normalization
+    num_recurrences: int = _field(1, low=1)
+    recurrence_loss_decay: float = _field(1.0, low=0.0, high=1.0)
+    recompute: bool = False
+    param_budget: Optional[int] = _field(None, low=1)
+    memory_budget_mb: Optional[float] = _field(None, low=0.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,11 +209,49 @@ class TrainConfig:
 
 @dataclasses.dataclass(frozen=True)
 class EvalConfig:
-    """Evaluation. ``threshold`` applies to probabilities (sigmoid of logits)."""
+    """Evaluation: inference options, metric settings and report statistics.
+
+    ``threshold`` applies to probabilities (sigmoid of logits). ``spacing`` is
+    ``[row, col]`` mm per pixel (``null``: the dataset's, else pixels);
+    ``nsd_tolerance`` is in the same unit as the distances (mm, or pixels without a
+    spacing). ``sliding_window`` runs the model on ``window_size`` tiles of the image
+    at its original resolution (``null`` = ``data.image_size``) overlapping by
+    ``overlap``, blended with a Gaussian of sigma ``gaussian_sigma_scale`` x window
+    when ``gaussian``; otherwise the whole image is resized to ``data.image_size``.
+    ``tta_mirror`` averages the logits of the four flips. ``keep_probabilities``
+    adds AUC and average precision. ``bootstrap_samples: 0`` leaves out the
+    confidence interval of the mean.
+    """
 
     threshold: float = _field(0.5, low=0.0, high=1.0)
     output_dir: str = "runs/eval"
     num_overlays: int = _field(4, low=0)
+    spacing: Optional[list] = None
+    nsd_tolerance: float = _field(2.0, low=0.0)
+    sliding_window: bool = False
+    window_size: Optional[list] = None
+    overlap: float = _field(0.5, low=0.0, high=0.95)
+    gaussian: bool = True
+    gaussian_sigma_scale: float = _field(0.125, low=0.01, high=10.0)
+    sw_batch_size: int = _field(4, low=1)
+    tta_mirror: bool = False
+    largest_component: bool = False
+    keep_probabilities: bool = False
+    bootstrap_samples: int = _field(1000, low=0)
+    confidence_level: float = _field(0.95, low=0.5, high=0.999)
+    seed: int = _field(0, low=0)
+
+    def __post_init__(self):
+        spacing, window = self.spacing, self.window_size
+        if spacing is not None and (len(spacing) != 2 or not all(
+                isinstance(s, (int, float)) and not isinstance(s, bool) and s > 0
+                for s in spacing)):
+            raise ValueError(f"`eval.spacing` must be [row, col] of two numbers > 0 "
+                             f"(mm per pixel) or null, received {spacing!r}")
+        if window is not None and (len(window) != 2 or not all(
+                isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in window)):
+            raise ValueError(f"`eval.window_size` must be [height, width] of two positive "
+                             f"integers or null, received {window!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,6 +291,8 @@ def _check_value(key: str, tp: Any, value: Any, meta: dict) -> Any:
         value = float(value)
     if tp is list:
         ok = isinstance(value, list)
+    elif tp is dict:
+        ok = isinstance(value, dict)
     elif tp is int:
         ok = isinstance(value, int) and not isinstance(value, bool)
     else:
@@ -191,15 +343,35 @@ def _check_cross(obj: Any, prefix: str) -> None:
         if len(size) != 2 or not all(isinstance(s, int) and s > 0 for s in size):
             raise ValueError(f"`{prefix}.image_size` must be [height, width] of two positive "
                              f"integers, received {size!r}")
+    if isinstance(obj, ModelConfig):
+        _check_model_tying(obj, prefix)
+
+
+def _check_model_tying(model: ModelConfig, prefix: str) -> None:
+    """Tying that the widths forbid (model construction checks the same, and more)."""
+    for key in ("tie_levels", "tie_decoder"):
+        if getattr(model, key) and model.width_multiplier != 1 and model.depth > 1:
+            raise ValueError(f"`{prefix}.{key}: true` needs one width for every level: "
+                             f"`{prefix}.width_multiplier` must be 1, received "
+                             f"{model.width_multiplier}")
+    if model.tie_levels and not model.level_projection:
+        first = model.in_channels + (model.num_classes if model.num_recurrences > 1 else 0)
+        if first != model.base_filters or model.param_budget or model.memory_budget_mb:
+            raise ValueError(f"`{prefix}.tie_levels: true` without "
+                             f"`{prefix}.level_projection` needs level 0's input ({first} "
+                             f"channels) to have `{prefix}.base_filters` = "
+                             f"{model.base_filters} channels, fixed (no budget); set "
+                             f"`{prefix}.level_projection: true`")
 
 
 def _check_model_fits_data(config: Config) -> None:
     factor = 2 ** (config.model.depth - 1)
-    for side in config.data.image_size:
-        if side % factor:
+    for key in ("image_size", "patch_size"):
+        size = getattr(config.data, key)
+        if size is not None and any(side % factor for side in size):
             raise ValueError(
-                f"`data.image_size` must be divisible by 2**(model.depth - 1) = {factor} "
-                f"(model.depth = {config.model.depth}), received {config.data.image_size}")
+                f"`data.{key}` must be divisible by 2**(model.depth - 1) = {factor} "
+                f"(model.depth = {config.model.depth}), received {size}")
 
 
 def from_dict(raw: dict) -> Config:

@@ -1,13 +1,15 @@
-"""Inference at the original resolution, scoring and evaluation reports.
+"""Evaluation: inference at the original resolution, scoring and reports.
 
-:func:`predict_probabilities` runs the model at the training size and brings its
-logits back to the image's original size; :func:`evaluate` scores every case with
-:mod:`segtie.metrics` at that size and writes the reports of :mod:`segtie.reports`.
-No config objects and no MLflow here: the caller passes plain values.
+:func:`predict_probabilities` runs a model on one image (resize or sliding window,
+optional mirroring TTA; see :mod:`segtie.inference`); :func:`evaluate` scores every
+case with :mod:`segtie.metrics` at its original size and writes the reports of
+:mod:`segtie.reports`. No config objects and no MLflow here: the caller passes plain
+values.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import re
@@ -15,32 +17,37 @@ import time
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
+import keras
 import numpy as np
-import tensorflow as tf
 
-from segtie import metrics, pipeline
-from segtie.reports import save_overlay_grid, write_per_case_csv, write_summary_json
+from segtie import inference, metrics, reports
+from segtie.inference import InferenceOptions
+from segtie.reports import save_overlay_grid
 
-__all__ = ["predict_probabilities", "evaluate", "save_overlay_grid"]
+__all__ = ["predict_probabilities", "evaluate", "save_overlay_grid", "InferenceOptions"]
 
 logger = logging.getLogger(__name__)
 
 
-def predict_probabilities(model, image: np.ndarray, image_size: Sequence[int]) -> np.ndarray:
+def predict_probabilities(model, image: np.ndarray, image_size: Sequence[int],
+                          options: Optional[InferenceOptions] = None) -> np.ndarray:
     """Foreground probabilities of one image at its original size.
 
-    The image is preprocessed with :func:`segtie.pipeline.preprocess_image` (resized to
-    ``image_size`` and scaled to [0, 1]), the model gives logits at ``image_size``,
-    and the *logits* are resized bilinearly to the original size before the sigmoid
-    (as nnU-Net v2 resamples logits before its softmax). Resizing a thresholded mask
-    instead would give blocky edges; resizing probabilities gives a softer edge than
-    the model's (sigmoid saturates), so the result depends on which is resized.
+    With the default ``options`` the image is preprocessed with
+    :func:`segtie.pipeline.preprocess_image` (resized to ``image_size``, scaled to
+    [0, 1]), the model gives logits at ``image_size``, and the *logits* are resized
+    bilinearly to the original size before the sigmoid (as nnU-Net v2). Resizing a
+    thresholded mask instead would give blocky edges; resizing probabilities gives a
+    softer edge than the model's. ``options`` selects sliding-window inference and
+    mirroring TTA (:func:`segtie.inference.predict_logits`).
 
     Args:
-        model: a Keras model mapping ``(1, H, W, 3)`` float32 to logits
-            ``(1, H, W, 1)``.
+        model: a Keras model mapping ``(n, H, W, 3)`` float32 to logits
+            ``(n, H, W, 1)``.
         image: the original image, uint8.
         image_size: ``[H, W]`` the model was trained at.
+        options: inference options; ``None`` = resize, no TTA. Its ``image_size``
+            is replaced by ``image_size``.
 
     Shapes:
         ``image``: ``(H0, W0, 3)``. Returns ``(H0, W0)``.
@@ -50,30 +57,21 @@ def predict_probabilities(model, image: np.ndarray, image_size: Sequence[int]) -
 
     Raises:
         ValueError: ``image`` is not ``(H0, W0, 3)`` or the model output is not
-            ``(1, H, W, 1)``.
-        TypeError: ``image`` is not uint8 (from ``preprocess_image``).
+            one-channel logits of its input's size.
+        TypeError: ``image`` is not uint8.
     """
-    image = np.asarray(image)
-    if image.ndim != 3 or image.shape[-1] != 3:
-        raise ValueError(f"`image` must have shape (height, width, 3), received "
-                         f"{image.shape}")
-    height, width = image.shape[:2]
-    inputs = pipeline.preprocess_image(image, list(image_size))
-    logits = model(tf.expand_dims(tf.convert_to_tensor(inputs, tf.float32), 0),
-                   training=False)
-    logits = tf.convert_to_tensor(logits, tf.float32)
-    if logits.shape.rank != 4 or logits.shape[0] != 1 or logits.shape[-1] != 1:
-        raise ValueError(f"The model must output logits of shape (1, height, width, 1), "
-                         f"received {tuple(logits.shape)}")
-    logits = tf.image.resize(logits, (height, width), method="bilinear")
-    return tf.sigmoid(logits)[0, :, :, 0].numpy().astype(np.float32)
+    options = options or InferenceOptions(image_size=image_size)
+    if list(options.image_size) != list(image_size):
+        options = dataclasses.replace(options, image_size=list(image_size))
+    logits = inference.predict_logits(model, image, options)
+    return (1.0 / (1.0 + np.exp(-logits.astype(np.float64)))).astype(np.float32)
 
 
 def _check_case(case: dict, index: int) -> tuple[str, np.ndarray, np.ndarray]:
     if not isinstance(case, dict) or not {"id", "image", "mask"} <= set(case):
         keys = sorted(case) if isinstance(case, dict) else type(case).__name__
-        raise ValueError(f"Case {index} must be a dict with keys 'id', 'image', 'mask', "
-                         f"received {keys}")
+        raise ValueError(f"Case {index} must be a dict with keys 'id', 'image', 'mask' "
+                         f"(optional 'roi', 'spacing'), received {keys}")
     case_id = str(case["id"])
     image, mask = np.asarray(case["image"]), np.asarray(case["mask"])
     if mask.ndim == 3 and mask.shape[-1] == 1:
@@ -88,88 +86,150 @@ def _safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text)[:80] or "case"
 
 
+def _predict(model, case_id: str, image: np.ndarray, options: InferenceOptions,
+             threshold: float, keep_largest: bool):
+    probabilities = predict_probabilities(model, image, options.image_size, options)
+    if np.isnan(probabilities).any():
+        raise ValueError(f"Case {case_id!r}: the model returned NaN probabilities for "
+                         f"{int(np.isnan(probabilities).sum())} pixels")
+    prediction = probabilities > threshold
+    if keep_largest:
+        prediction = inference.largest_component(prediction)
+    return probabilities, prediction
+
+
 def evaluate(model, cases: Iterable[dict], image_size: Sequence[int], threshold: float,
              output_dir: str | Path, num_overlays: int,
-             spacing: Optional[Sequence[float]] = None,
-             log_every: int = 50) -> tuple[list[dict], dict]:
+             spacing: Optional[Sequence[float]] = None, log_every: int = 50, *,
+             inference_options: Optional[InferenceOptions] = None,
+             nsd_tolerance: float = 1.0, largest_component: bool = False,
+             keep_probabilities: bool = False, bootstrap_samples: int = 0,
+             confidence_level: float = 0.95, seed: int = 0, progress: bool = False,
+             num_cases: Optional[int] = None) -> tuple[list[dict], dict]:
     """Predict, score and report every case at its original resolution.
 
     A pixel is foreground when its probability is strictly greater than
-    ``threshold`` (as ``keras.metrics.BinaryAccuracy``). Metrics follow the
-    conventions of :mod:`segtie.metrics` (NaN for an empty reference, skipped by the
-    summary).
+    ``threshold`` (as ``keras.metrics.BinaryAccuracy``), then optionally only the
+    largest connected component is kept. Metrics follow the conventions of
+    :mod:`segtie.metrics` (NaN for an empty reference, skipped and counted by the
+    summary); a case's ``roi`` restricts them to a region of interest and its
+    ``spacing`` overrides ``spacing``.
 
     Writes under ``output_dir``:
 
-    * ``per_case.csv``: ``id, dice, iou, hd95, height, width``, one row per case;
-    * ``summary.json``: per metric ``mean, median, std, count, num_nan``, plus
-      ``num_cases``, ``threshold``, ``image_size`` and ``hd95_units``
-      (``"mm"`` with ``spacing``, else ``"pixels"``); NaN is written as ``null``;
-    * ``overlays/NNN_<id>.png``: image | ground truth | prediction for the first
-      ``num_overlays`` cases (see :func:`segtie.reports.save_overlay_grid`).
+    * ``per_case.csv``: ``id``, every metric, ``height, width``, one row per case;
+    * ``summary.json``: per metric ``mean, median, std, count, num_nan`` (and
+      ``ci_low, ci_high``, the bootstrap interval of the mean, when
+      ``bootstrap_samples > 0``), plus ``num_cases``, ``threshold``, ``image_size``,
+      ``distance_units`` and ``hd95_units`` (``"mm"`` with a spacing, else
+      ``"pixels"``), ``nsd_tolerance`` and the inference options; NaN -> ``null``;
+    * ``overlays/NNN_<id>.png`` for the first ``num_overlays`` cases, and
+      ``best_median_worst.png`` (cases ranked by Dice) and ``dice_boxplot.png``.
 
     Args:
-        model: Keras model outputting logits ``(1, H, W, 1)``.
-        cases: iterable of ``{"id": str, "image": uint8 (H0, W0, 3),
-            "mask": uint8 (H0, W0) in {0, 1}}``; may be a generator.
+        model: Keras model outputting logits ``(n, H, W, 1)``.
+        cases: iterable of ``{"id": str, "image": uint8 (H0, W0, 3), "mask": uint8
+            (H0, W0) in {0, 1}}``, optionally with ``"roi"`` (H0, W0) and
+            ``"spacing"`` (row, col) mm; may be a generator.
         image_size: ``[H, W]`` the model runs at.
         threshold: probability threshold in [0, 1].
         output_dir: folder for the reports (created).
-        num_overlays: how many cases get an overlay PNG (>= 0).
-        spacing: ``(row, col)`` mm per pixel for HD95; ``None`` = pixels.
+        num_overlays: how many of the first cases get an overlay PNG (>= 0).
+        spacing: ``(row, col)`` mm per pixel; ``None`` = pixels.
         log_every: log a progress line every this many cases.
+        inference_options: resize/sliding window and TTA; ``None`` = resize.
+        nsd_tolerance: NSD tolerance in the distance unit.
+        largest_component: keep only the largest predicted component.
+        keep_probabilities: also compute AUC and average precision.
+        bootstrap_samples, confidence_level, seed: the summary's interval.
+        progress: show a Keras progress bar (``num_cases`` is its target).
+        num_cases: the number of cases, if known, for the progress bar.
 
     Returns:
         ``(rows, summary)``: the per-case rows as written to the CSV, and the summary
         as written to the JSON (with NaN instead of ``null``).
 
     Raises:
-        ValueError: no cases, a malformed case (the message names it), a mask not in
-            {0, 1}, ``threshold`` outside [0, 1] or ``num_overlays < 0``.
+        ValueError: no cases, a malformed case, a mask not in {0, 1}, NaN
+            probabilities, a bad spacing (each message names the case); cases with
+            and without a spacing mixed; ``threshold`` outside [0, 1] or
+            ``num_overlays < 0``.
     """
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"`threshold` must be in [0, 1], received {threshold!r}")
     if num_overlays < 0:
         raise ValueError(f"`num_overlays` must be >= 0, received {num_overlays!r}")
+    options = inference_options or InferenceOptions(image_size=list(image_size))
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    rows: list[dict] = []
+    names = metrics.METRIC_NAMES + (metrics.RANKING_NAMES if keep_probabilities else ())
+    rows, thumbs, units = [], [], set()
+    bar = keras.utils.Progbar(num_cases, stateful_metrics=["dice"]) if progress else None
     start = time.perf_counter()
     for index, case in enumerate(cases):
         case_id, image, mask = _check_case(case, index)
-        probabilities = predict_probabilities(model, image, image_size)
-        prediction = probabilities > threshold
-        scores = metrics.score_case(mask, prediction, spacing, case_id=case_id)
+        case_spacing = case.get("spacing", spacing)
+        units.add("mm" if case_spacing is not None else "pixels")
+        if len(units) > 1:
+            raise ValueError(f"Case {case_id!r}: cases with and without a spacing cannot "
+                             "be summarised together (mm and pixels)")
+        probabilities, prediction = _predict(model, case_id, image, options, threshold,
+                                             largest_component)
+        scores = metrics.score_case(
+            mask, prediction, case_spacing, roi=case.get("roi"), tolerance=nsd_tolerance,
+            probabilities=probabilities if keep_probabilities else None, case_id=case_id)
         rows.append({"id": case_id, **scores,
                      "height": int(mask.shape[0]), "width": int(mask.shape[1])})
+        thumbs.append(reports.thumbnail(image, mask, prediction))
         if index < num_overlays:
             save_overlay_grid(
                 [image], [mask], [prediction],
                 output_dir / "overlays" / f"{index:03d}_{_safe_name(case_id)}.png",
                 titles=[f"{case_id}  dice={scores['dice']:.3f}"])
-        if (index + 1) % max(1, log_every) == 0:
+        if bar is not None:
+            bar.update(index + 1, values=[("dice", _mean_dice(rows))])
+        elif (index + 1) % max(1, log_every) == 0:
             _log_progress(rows, start)
     if not rows:
         raise ValueError("`cases` is empty: there is nothing to evaluate")
-    if len(rows) % max(1, log_every):
-        _log_progress(rows, start)
+    (unit,) = units
     summary = {
-        **metrics.summarize({name: [r[name] for r in rows] for name in metrics.METRIC_NAMES}),
-        "num_cases": len(rows),
-        "threshold": float(threshold),
+        **metrics.summarize({n: [r[n] for r in rows] for n in names},
+                            bootstrap_samples, confidence_level, seed),
+        "num_cases": len(rows), "threshold": float(threshold),
         "image_size": [int(s) for s in image_size],
-        "hd95_units": "mm" if spacing is not None else "pixels",
+        "distance_units": unit, "hd95_units": unit, "nsd_tolerance": float(nsd_tolerance),
+        "confidence_level": float(confidence_level) if bootstrap_samples else None,
+        "bootstrap_samples": int(bootstrap_samples),
+        "inference": {**vars(options), "largest_component": bool(largest_component)},
     }
-    write_per_case_csv(rows, output_dir / "per_case.csv")
-    write_summary_json(summary, output_dir / "summary.json")
-    logger.info("Evaluation of %d cases: dice %.4f, iou %.4f, hd95 %.2f %s; reports in %s",
-                len(rows), summary["dice"]["mean"], summary["iou"]["mean"],
-                summary["hd95"]["mean"], summary["hd95_units"], output_dir)
+    _write_reports(rows, summary, thumbs, names, output_dir)
+    logger.info("Evaluation of %d cases in %.1f s: dice %.4f, hd95 %.2f %s; reports in %s",
+                len(rows), time.perf_counter() - start, summary["dice"]["mean"],
+                summary["hd95"]["mean"], unit, output_dir)
     return rows, summary
 
 
+def _write_reports(rows, summary, thumbs, names, output_dir: Path) -> None:
+    reports.write_per_case_csv(rows, output_dir / "per_case.csv",
+                               columns=("id", *names, "height", "width"))
+    reports.write_summary_json(summary, output_dir / "summary.json")
+    ranked = metrics.rank_cases([r["dice"] for r in rows])
+    if ranked is not None:
+        picks = [(label, ranked[label]) for label in ("best", "median", "worst")]
+        reports.save_thumbnail_grid(
+            [thumbs[i] for _, i in picks], output_dir / "best_median_worst.png",
+            titles=[f"{label}: {rows[i]['id']}  dice={rows[i]['dice']:.3f}"
+                    for label, i in picks])
+    reports.save_boxplot({"dice": [r["dice"] for r in rows]},
+                         output_dir / "dice_boxplot.png", title="Per-case Dice")
+
+
+def _mean_dice(rows: list[dict]) -> float:
+    values = [r["dice"] for r in rows if not math.isnan(r["dice"])]
+    return sum(values) / len(values) if values else math.nan
+
+
 def _log_progress(rows: list[dict], start: float) -> None:
-    dice_values = [r["dice"] for r in rows if not math.isnan(r["dice"])]
-    mean = sum(dice_values) / len(dice_values) if dice_values else math.nan
     logger.info("Evaluated %d cases in %.1f s, running mean dice %.4f",
-                len(rows), time.perf_counter() - start, mean)
+                len(rows), time.perf_counter() - start, _mean_dice(rows))

@@ -1,7 +1,8 @@
-"""Evaluation reports: per-case CSV, summary JSON and overlay PNGs.
+"""Evaluation reports: per-case CSV, summary JSON, overlay PNGs, box plot, table.
 
 Plain writers with no TensorFlow, config or MLflow: :func:`save_overlay_grid` is used
-both by evaluation and by training (validation overlays).
+both by evaluation and by training (validation overlays). The box plot uses
+matplotlib's non-interactive Agg backend.
 """
 
 from __future__ import annotations
@@ -24,12 +25,15 @@ TRUE_COLOR = (0.0, 1.0, 0.0)  # ground truth: green
 PRED_COLOR = (1.0, 0.0, 0.0)  # prediction: red
 _TITLE_HEIGHT = 14  # pixels of the strip holding a row's title
 _OVERLAY_ALPHA = 0.3
+THUMBNAIL_HEIGHT = 256  # rows of the best/median/worst grid, as save_overlay_grid
 
 
-def write_per_case_csv(rows: Sequence[dict], path: str | Path) -> Path:
-    """Write one row per case with the columns :data:`PER_CASE_COLUMNS`.
+def write_per_case_csv(rows: Sequence[dict], path: str | Path,
+                       columns: Optional[Sequence[str]] = None) -> Path:
+    """Write one row per case with ``columns`` (default :data:`PER_CASE_COLUMNS`).
 
-    NaN is written as ``nan`` (``float("nan")`` and pandas read it back as NaN).
+    NaN is written as ``nan`` (``float("nan")`` and pandas read it back as NaN);
+    floats are written with ``repr`` precision, so values read back exactly.
 
     Returns:
         The path written.
@@ -37,7 +41,8 @@ def write_per_case_csv(rows: Sequence[dict], path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=PER_CASE_COLUMNS, extrasaction="ignore")
+        writer = csv.DictWriter(f, fieldnames=list(columns or PER_CASE_COLUMNS),
+                                extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
     return path
@@ -182,3 +187,77 @@ def save_overlay_grid(images: Sequence[np.ndarray], masks: Sequence[np.ndarray],
     io.imsave(path, grid, check_contrast=False)
     logger.debug("Wrote overlay grid of %d cases to %s", len(rows), path)
     return path
+
+
+def thumbnail(image: np.ndarray, mask: np.ndarray, prediction: np.ndarray,
+              height: int = THUMBNAIL_HEIGHT) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A small copy of one case to draw later: ``(image uint8, mask, prediction)``.
+
+    Resized to ``height`` rows keeping the aspect ratio (image bilinear with
+    anti-aliasing, masks nearest neighbour), so keeping every case's thumbnail until
+    the cases are ranked costs about ``height**2 * 5`` bytes per case.
+    """
+    image = _as_rgb_float(image, 0)
+    shape = image.shape[:2]
+    width = max(1, round(shape[1] * height / shape[0]))
+    small = transform.resize(image, (height, width), order=1, anti_aliasing=True)
+    masks = [transform.resize(_as_mask(m, shape, name, 0), (height, width), order=0,
+                              anti_aliasing=False) > 0.5
+             for m, name in ((mask, "mask"), (prediction, "prediction"))]
+    return (np.clip(small * 255.0 + 0.5, 0, 255).astype(np.uint8), *masks)
+
+
+def save_thumbnail_grid(thumbnails: Sequence[tuple], path: str | Path,
+                        titles: Optional[Sequence[str]] = None) -> Path:
+    """:func:`save_overlay_grid` of :func:`thumbnail` tuples, one row each."""
+    images, masks, predictions = zip(*thumbnails)
+    return save_overlay_grid(images, masks, predictions, path, titles=titles,
+                             row_height=max(t[0].shape[0] for t in thumbnails))
+
+
+def save_boxplot(values: dict[str, Sequence[float]], path: str | Path,
+                 title: str = "") -> Path:
+    """A box plot (with the points) of per-case values, one box per key; NaN dropped.
+
+    Returns:
+        The PNG path written.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    names = list(values)
+    data = [[v for v in values[n] if not math.isnan(v)] for n in names]
+    fig, ax = plt.subplots(figsize=(1.5 + 1.5 * len(names), 4))
+    ax.boxplot(data, showmeans=True)
+    ax.set_xticks(range(1, len(names) + 1),
+                  [f"{n}\n(n={len(d)})" for n, d in zip(names, data)])
+    for i, d in enumerate(data, start=1):
+        jitter = np.random.default_rng(i).uniform(-0.12, 0.12, len(d))
+        ax.plot(i + jitter, d, ".", alpha=0.4, color="tab:blue")
+    ax.set_title(title)
+    ax.grid(axis="y", alpha=0.3)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def format_table(summary: dict, names: Sequence[str]) -> str:
+    """The summary as a fixed-width text table: one row per metric in ``names``."""
+    ci = any("ci_low" in summary[n] for n in names)
+    head = f"{'metric':<12}{'mean':>9}{'median':>9}{'std':>9}"
+    level = summary.get("confidence_level") or 0.95
+    head += f"{format(100 * level, 'g') + '% CI of mean':>24}" if ci else ""
+    lines = [head + f"{'n':>6}{'NaN':>5}"]
+    for name in names:
+        s = summary[name]
+        line = f"{name:<12}{s['mean']:>9.4f}{s['median']:>9.4f}{s['std']:>9.4f}"
+        if ci:
+            interval = "[{:.4f}, {:.4f}]".format(s["ci_low"], s["ci_high"])
+            line += f"{interval:>24}"
+        lines.append(line + f"{s['count']:>6}{s['num_nan']:>5}")
+    return "\n".join(lines)

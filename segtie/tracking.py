@@ -24,7 +24,6 @@ import keras
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_STORE = PROJECT_ROOT / "mlflow.db"
-DEFAULT_ARTIFACTS = PROJECT_ROOT / "mlartifacts"
 MODEL_NAME = "model"
 logger = logging.getLogger(__name__)
 
@@ -85,10 +84,9 @@ class Tracker:
         exp = self.client.get_experiment_by_name(self.experiment)
         if exp is None:
             location = None
-            if self.tracking_uri.startswith("sqlite:///"):
-                location = (DEFAULT_ARTIFACTS if self.tracking_uri == f"sqlite:///{DEFAULT_STORE}"
-                            else Path(self.tracking_uri[len("sqlite:///"):]).parent
-                            / "mlartifacts").as_uri()
+            if self.tracking_uri.startswith("sqlite:///"):  # artifacts beside the store
+                store = Path(self.tracking_uri[len("sqlite:///"):]).resolve()
+                location = (store.parent / "mlartifacts" / self.experiment).as_uri()
             exp_id = self.client.create_experiment(self.experiment, artifact_location=location)
         else:
             exp_id = exp.experiment_id
@@ -225,10 +223,24 @@ def read_run_text(run_id: str, artifact_file: str,
         return None
 
 
-def run_id_of(uri: str) -> Optional[str]:
-    """The training run id in a ``runs:/<run_id>/...`` URI, else ``None``."""
+def run_id_of(uri: str, tracking_uri: Optional[str] = None) -> Optional[str]:
+    """The training run behind a model URI.
+
+    ``runs:/<run_id>/...`` gives ``run_id``; ``models:/<name>/<version>`` is looked
+    up in the model registry. Anything else, or a failed look-up, gives ``None``.
+    """
     if uri.startswith("runs:/"):
         return uri[len("runs:/"):].split("/")[0]
+    if uri.startswith("models:/"):
+        import mlflow
+
+        parts = uri[len("models:/"):].split("/")
+        if len(parts) == 2 and parts[1].isdigit():
+            try:
+                client = mlflow.MlflowClient(resolve_tracking_uri(tracking_uri))
+                return client.get_model_version(parts[0], parts[1]).run_id
+            except Exception as err:  # noqa: BLE001 - the link is informative only
+                logger.warning("Could not look up the run of %s: %s", uri, err)
     return None
 
 

@@ -160,3 +160,54 @@ def test_save_overlay_grid_errors(tmp_path):
     with pytest.raises(ValueError, match=r"row 0: mask .*\(8, 8\).*\(8, 9\)"):
         save_overlay_grid([image], [np.zeros((8, 9))], [np.zeros((8, 8))],
                           tmp_path / "x.png")
+
+
+def test_evaluate_full_suite_reports(model, tmp_path):
+    cases = synthetic_cases()
+    roi = np.ones(SIZE, np.uint8)
+    roi[:, 16:] = 0  # "shifted": the prediction's right half is cut away
+    cases[0] = dict(cases[0], roi=roi)
+    options = evaluation.InferenceOptions(image_size=SIZE, sliding_window=True,
+                                          overlap=0.5, tta_mirror=True)
+    rows, summary = evaluation.evaluate(
+        model, cases, SIZE, 0.5, tmp_path, 0, spacing=(0.5, 0.5),
+        inference_options=options, nsd_tolerance=1.0, largest_component=True,
+        keep_probabilities=True, bootstrap_samples=200, seed=0, progress=True,
+        num_cases=len(cases))
+    header = (tmp_path / "per_case.csv").read_text().splitlines()[0].split(",")
+    assert header == ["id", "dice", "iou", "precision", "recall", "specificity", "hd95",
+                      "assd", "nsd", "auc", "ap", "height", "width"]
+    # Inside the ROI (columns < 16): true 8x8 at columns 8-15, prediction columns 12-15.
+    assert rows[0]["dice"] == pytest.approx(2 * 32 / (64 + 32))
+    assert rows[0]["precision"] == 1.0 and rows[0]["recall"] == 0.5
+    assert math.isnan(rows[1]["auc"]) and rows[1]["dice"] == 1.0  # both empty
+    assert rows[3]["auc"] > 0.99
+    saved = json.loads((tmp_path / "summary.json").read_text())
+    assert saved["distance_units"] == "mm" and saved["bootstrap_samples"] == 200
+    assert saved["dice"]["ci_low"] <= saved["dice"]["mean"] <= saved["dice"]["ci_high"]
+    # NaN: auc of the empty reference ("both empty"), precision of "missed" (0 / 0).
+    assert saved["auc"]["num_nan"] == 1 and saved["precision"]["num_nan"] == 1
+    assert saved["inference"]["sliding_window"] and saved["inference"]["largest_component"]
+    ranked = io.imread(tmp_path / "best_median_worst.png")
+    assert ranked.shape == (3 * (14 + 256), 3 * 256, 3)
+    assert io.imread(tmp_path / "dice_boxplot.png").ndim == 3
+    from segtie.reports import format_table
+    table = format_table(summary, ("dice", "hd95"))
+    assert "95% CI of mean" in table and table.splitlines()[1].startswith("dice")
+
+
+class NanModel:
+    def __call__(self, batch, training=False):
+        return np.full(np.asarray(batch).shape[:3] + (1,), np.nan, np.float32)
+
+
+def test_evaluate_bad_input_names_the_case(model, tmp_path):
+    case = synthetic_cases()[0]
+    with pytest.raises(ValueError, match=r"'shifted'.*NaN probabilities"):
+        evaluation.evaluate(NanModel(), [case], SIZE, 0.5, tmp_path, 0)
+    with pytest.raises(ValueError, match=r"'shifted'.*spacing"):
+        evaluation.evaluate(model, [dict(case, spacing=(0.0, 1.0))], SIZE, 0.5,
+                            tmp_path, 0)
+    with pytest.raises(ValueError, match=r"'b'.*with and without a spacing"):
+        evaluation.evaluate(model, [dict(case, id="a", spacing=(1.0, 1.0)),
+                                    dict(case, id="b")], SIZE, 0.5, tmp_path, 0)
