@@ -7,8 +7,20 @@ resize-and-normalize function, shared with inference (:mod:`segtie.evaluation`).
 Normalization: pixel values are divided by 255, so images are float32 in [0, 1]; no
 mean/std standardization (the models' first layers learn it).
 Resizing: images bilinearly with antialiasing (no aliasing when shrinking large
-frames); masks with nearest neighbour, so they stay exactly binary. The aspect ratio
-is not kept: every image is stretched to ``DataConfig.image_size``.
+frames); masks with nearest neighbour, so they stay exactly binary (or keep their
+class indices). The aspect ratio is not kept: every image is stretched to
+``DataConfig.image_size``.
+
+Masks: binary data (Kvasir-SEG, DRIVE, a folder without ``label_map`` or with two
+classes) gives float32 masks in {0, 1}, as the sigmoid losses expect. A folder
+whose ``label_map`` has more than two classes gives int32 class-index masks
+``(batch, H, W, 1)`` in 0..K (see :func:`num_mask_classes`), for a softmax model
+with ``K + 1`` outputs and a sparse categorical loss.
+
+Patches: with ``DataConfig.patch_size`` set, training takes ``patches_per_image``
+random patches (:func:`segtie.patches.random_patch`, foreground-oversampled) of each
+image at ``image_size`` per epoch; the evaluation splits (``training=False``) stay
+whole images at ``image_size`` (a fully convolutional model takes both).
 """
 
 from __future__ import annotations
@@ -20,8 +32,10 @@ import tensorflow as tf
 
 from segtie.augment import augment
 from segtie.datasets import SPLITS, load_split
+from segtie.patches import random_patch
 
-__all__ = ["build_dataset", "build_eval_dataset", "preprocess_image", "preprocess_mask"]
+__all__ = ["build_dataset", "build_eval_dataset", "num_mask_classes", "preprocess_image",
+           "preprocess_mask"]
 
 logger = logging.getLogger(__name__)
 
@@ -66,19 +80,33 @@ def preprocess_image(image, image_size: Sequence[int]) -> tf.Tensor:
     return tf.clip_by_value(resized / 255.0, 0.0, 1.0)
 
 
-def preprocess_mask(mask, image_size: Sequence[int]) -> tf.Tensor:
-    """Resize a binary mask to ``image_size`` with nearest neighbour, as float32.
+def preprocess_mask(mask, image_size: Sequence[int], dtype=tf.float32) -> tf.Tensor:
+    """Resize a mask to ``image_size`` with nearest neighbour, as ``dtype``.
 
     Shapes:
-        ``mask``: ``(H0, W0, 1)`` or ``(batch, H0, W0, 1)``, values {0, 1}. Returns
-        ``(H, W, 1)`` or ``(batch, H, W, 1)`` float32 in {0, 1}.
+        ``mask``: ``(H0, W0, 1)`` or ``(batch, H0, W0, 1)``, values {0, 1} or class
+        indices. Returns ``(H, W, 1)`` or ``(batch, H, W, 1)`` with the same values.
+
+    Args:
+        dtype: output dtype; float32 (default) for binary masks, int32 for class
+            indices.
 
     Raises:
         ValueError: ``image_size`` is not two positive integers.
     """
     size = _check_size(image_size)
     resized = tf.image.resize(tf.convert_to_tensor(mask), size, method="nearest")
-    return tf.cast(resized, tf.float32)
+    return tf.cast(resized, dtype)
+
+
+def num_mask_classes(data_config) -> int:
+    """Number of mask classes including background: 2 unless a ``label_map`` has more.
+
+    With more than 2, :func:`build_dataset` yields int32 class-index masks.
+    """
+    if data_config.label_map is None:
+        return 2
+    return max(data_config.label_map.values()) + 1
 
 
 def _case_limit(data_config, split: str) -> Optional[int]:
@@ -106,12 +134,15 @@ def build_dataset(data_config, split: str, *, training: bool, seed: int = 42
     if needed) -> keep the first ``max_train_cases`` (train split) or
     ``max_eval_cases`` (other splits) -> resize (:func:`preprocess_image`,
     :func:`preprocess_mask`) -> cache in memory (if ``data_config.cache``) -> when
-    ``training``: shuffle (``shuffle_buffer``, reshuffled every epoch) and augment
-    (:func:`segtie.augment.augment`, one seed per example) -> batch
-    (``batch_size``, the last partial batch kept) -> prefetch.
+    ``training``: repeat each image ``patches_per_image`` times (with
+    ``patch_size``), shuffle (``shuffle_buffer``, reshuffled every epoch), crop a
+    random patch (with ``patch_size``) and augment (:func:`segtie.augment.augment`;
+    one seed per example) -> batch (``batch_size``, the last partial batch kept) ->
+    prefetch.
 
     The output is the same for the same ``seed`` (epoch after epoch, run after run):
-    the source order is fixed, and shuffling and augmentation draw from ``seed``.
+    the source order is fixed, and shuffling, patches and augmentation draw from
+    ``seed``.
 
     Args:
         data_config: a :class:`segtie.config.DataConfig`.
@@ -121,8 +152,10 @@ def build_dataset(data_config, split: str, *, training: bool, seed: int = 42
 
     Shapes:
         Each element is ``(image, mask)``: image float32 ``(batch, H, W, 3)`` in
-        [0, 1], mask float32 ``(batch, H, W, 1)`` in {0, 1}, with
-        ``(H, W) = data_config.image_size``; ``batch <= data_config.batch_size``.
+        [0, 1], mask float32 ``(batch, H, W, 1)`` in {0, 1} (int32 class indices
+        0..K when :func:`num_mask_classes` > 2), with ``(H, W) =
+        data_config.image_size``, or ``patch_size`` when training on patches;
+        ``batch <= data_config.batch_size``.
 
     Returns:
         A batched, prefetched ``tf.data.Dataset``.
@@ -133,25 +166,45 @@ def build_dataset(data_config, split: str, *, training: bool, seed: int = 42
             :mod:`segtie.datasets.kvasir_seg`).
     """
     size = _check_size(data_config.image_size)
+    mask_dtype = tf.int32 if num_mask_classes(data_config) > 2 else tf.float32
     dataset = _limited_split(data_config, split)
     dataset = dataset.map(
         lambda case: (preprocess_image(case["image"], size),
-                      preprocess_mask(case["mask"], size)),
+                      preprocess_mask(case["mask"], size, mask_dtype)),
         num_parallel_calls=tf.data.AUTOTUNE)
     if data_config.cache:
         dataset = dataset.cache()
     if training:
-        dataset = dataset.shuffle(data_config.shuffle_buffer, seed=seed,
-                                  reshuffle_each_iteration=True)
-        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-        augment_config = data_config.augment
-        dataset = tf.data.Dataset.zip((dataset, seeds)).map(
-            lambda pair, pair_seed: augment(pair[0], pair[1], pair_seed, augment_config),
-            num_parallel_calls=tf.data.AUTOTUNE)
+        dataset = _training_examples(dataset, data_config, seed)
     dataset = dataset.batch(data_config.batch_size, drop_remainder=False)
-    logger.info("Dataset %s/%s: image_size=%s, training=%s", data_config.name, split,
-                size, training)
+    logger.info("Dataset %s/%s: image_size=%s, patch_size=%s, training=%s",
+                data_config.name, split, size, data_config.patch_size, training)
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def _training_examples(dataset: tf.data.Dataset, data_config, seed: int
+                       ) -> tf.data.Dataset:
+    """Repeat for patches, shuffle, then crop a patch and augment, one seed each."""
+    patch_size = data_config.patch_size
+    if patch_size is not None and data_config.patches_per_image > 1:
+        repeats = data_config.patches_per_image
+        dataset = dataset.flat_map(
+            lambda image, mask: tf.data.Dataset.from_tensors((image, mask)).repeat(repeats))
+    dataset = dataset.shuffle(data_config.shuffle_buffer, seed=seed,
+                              reshuffle_each_iteration=True)
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+    augment_config = data_config.augment
+
+    def example(pair, pair_seed):
+        image, mask = pair
+        if patch_size is not None:
+            patch_seed = tf.random.experimental.stateless_fold_in(pair_seed, 1)
+            image, mask = random_patch(image, mask, patch_seed, patch_size,
+                                       data_config.patch_foreground_prob)
+        return augment(image, mask, pair_seed, augment_config)
+
+    return tf.data.Dataset.zip((dataset, seeds)).map(example,
+                                                     num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def build_eval_dataset(data_config, split: str) -> tf.data.Dataset:
@@ -166,7 +219,10 @@ def build_eval_dataset(data_config, split: str) -> tf.data.Dataset:
 
     Shapes:
         Each element is ``{"id": string (), "image": uint8 (H0, W0, 3),
-        "mask": uint8 (H0, W0) in {0, 1}}``, ``(H0, W0)`` varying per case.
+        "mask": uint8 (H0, W0)}``, ``(H0, W0)`` varying per case; ``mask`` in
+        {0, 1} (class indices for a multi-class folder). DRIVE adds ``fov`` and
+        ``mask2`` (uint8 (H0, W0) in {0, 1}; ``mask2`` is the second observer, all
+        zeros where ``has_mask2`` (bool ()) is False).
 
     Returns:
         An unbatched ``tf.data.Dataset``. Iterate with ``.as_numpy_iterator()``;
@@ -177,7 +233,8 @@ def build_eval_dataset(data_config, split: str) -> tf.data.Dataset:
         FileNotFoundError: the dataset archive is missing.
     """
     dataset = _limited_split(data_config, split)
+    maps = ("mask", "fov", "mask2")  # (H0, W0, 1) -> (H0, W0)
     return dataset.map(
-        lambda case: {"id": case["id"], "image": case["image"],
-                      "mask": case["mask"][..., 0]},
+        lambda case: {key: value[..., 0] if key in maps else value
+                      for key, value in case.items()},
         num_parallel_calls=tf.data.AUTOTUNE)

@@ -1,7 +1,7 @@
-"""Shared fixtures: the real Kvasir-SEG archive and its TFDS build, made once a session.
+"""Shared fixtures: the real Kvasir-SEG and DRIVE archives and their TFDS builds.
 
 The archive is read from ``../shared/data/kvasir-seg.zip`` (relative to the repository
-root). Building the TFDS data takes about 20 s on 2 CPU cores; it happens once per
+root). Building the TFDS data takes about 20 s on 2 CPU cores for each; it happens once per
 session, in a temporary folder, or in ``$SEGTIE_TEST_TFDS_DIR`` when that is set
 (then it is reused across sessions; delete the folder after changing the builder).
 Tests that need the archive are skipped, with the reason, when it is absent.
@@ -13,10 +13,12 @@ from pathlib import Path
 import pytest
 
 from segtie.config import DataConfig
+from segtie.datasets import drive
 from segtie.datasets.kvasir_seg import ARCHIVE_NAME, MANUAL_DIR_ENV, prepare_kvasir_seg
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 KVASIR_ARCHIVE = SHARED_DATA / ARCHIVE_NAME
+DRIVE_ARCHIVE = SHARED_DATA / drive.ARCHIVE_NAME
 TFDS_DIR_ENV = "SEGTIE_TEST_TFDS_DIR"
 
 
@@ -48,3 +50,30 @@ def kvasir_data_config(kvasir_tfds_dir) -> DataConfig:
     folder; change other values with ``dataclasses.replace``.
     """
     return DataConfig(data_dir=str(kvasir_tfds_dir), manual_dir=str(SHARED_DATA))
+
+
+@pytest.fixture(scope="session")
+def drive_archive() -> Path:
+    """Path of the real ``DRIVE.zip``; skips the test when it is absent."""
+    if not DRIVE_ARCHIVE.is_file():
+        pytest.skip(f"Real DRIVE archive not found at {DRIVE_ARCHIVE}; put "
+                    f"{drive.ARCHIVE_NAME} in {SHARED_DATA} to run this test")
+    return DRIVE_ARCHIVE
+
+
+@pytest.fixture(scope="session")
+def drive_tfds_dir(drive_archive, tmp_path_factory) -> Path:
+    """A TFDS data folder holding the prepared ``drive`` dataset (built once)."""
+    env = os.environ.get(TFDS_DIR_ENV)
+    data_dir = Path(env) if env else tmp_path_factory.mktemp("tfds_drive")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv(MANUAL_DIR_ENV, raising=False)  # build from the shared archive
+        drive.prepare_drive(data_dir, drive_archive.parent)
+    return data_dir
+
+
+@pytest.fixture(scope="session")
+def drive_data_config(drive_tfds_dir) -> DataConfig:
+    """:class:`DataConfig` for the prepared DRIVE build (``name: drive``)."""
+    return DataConfig(name="drive", data_dir=str(drive_tfds_dir),
+                      manual_dir=str(SHARED_DATA))

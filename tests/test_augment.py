@@ -1,4 +1,6 @@
-"""Augmentation keeps image and mask aligned, the mask binary, and the shapes."""
+"""Augmentation keeps image and mask aligned, masks label-valued, and the shapes."""
+
+import dataclasses
 
 import numpy as np
 import pytest
@@ -6,6 +8,17 @@ import tensorflow as tf
 
 from segtie import augment as aug
 from segtie.config import AugmentConfig
+
+PROBS = [f.name for f in dataclasses.fields(AugmentConfig) if f.name.endswith("_prob")]
+OFF = AugmentConfig(**{name: 0.0 for name in PROBS})
+SPATIAL = ("rotate_prob", "scale_prob", "elastic_prob")
+INTENSITY = ("noise_prob", "blur_prob", "brightness_prob", "contrast_prob", "gamma_prob")
+ALWAYS = AugmentConfig(**{**aug.NNUNET_LIKE, **{name: 1.0 for name in PROBS}})
+
+
+def only(*names, **extra):
+    """A config with the named transforms always on and every other one off."""
+    return dataclasses.replace(OFF, **{name: 1.0 for name in names}, **extra)
 
 
 def pattern(height, width):
@@ -104,3 +117,138 @@ def test_works_inside_dataset_map_with_static_and_dynamic_shapes():
         np.testing.assert_array_equal(a.numpy(), b.numpy())
         np.testing.assert_array_equal(n.numpy(), masks[transform_index(b.numpy(), images)])
         np.testing.assert_array_equal(m.numpy(), n.numpy())
+
+
+# --- the resampling transforms: rotation, scaling, elastic deformation ---------------
+
+def coordinates_and_labels(height, width):
+    """A float image holding each pixel's own (row, col), and a 3-class block mask."""
+    rows, cols = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
+    image = np.stack([rows, cols, np.zeros_like(rows)], -1).astype(np.float32)
+    labels = ((rows // 3 + cols // 4) % 3).astype(np.int32)
+    return image, labels[..., None]
+
+
+@pytest.mark.parametrize("names", [("rotate_prob",), ("scale_prob",), ("elastic_prob",),
+                                   SPATIAL + ("flip_prob", "rotate90_prob")])
+@pytest.mark.parametrize("height, width", [(24, 24), (20, 30)])
+def test_resampled_mask_matches_resampled_image_exactly(names, height, width):
+    """Bilinear sampling of a coordinate image returns the source coordinate exactly,
+    so each output pixel says where it came from; the mask there must hold the label
+    of the nearest source pixel: the mask moved with the image, pixel for pixel."""
+    image, labels = coordinates_and_labels(height, width)
+    config = only(*names, elastic_alpha=60.0)
+    for i in range(6):
+        out_image, out_mask = aug.augment(image, labels, tf.constant([i, 1]), config)
+        out_image, out_mask = out_image.numpy(), out_mask.numpy()
+        assert out_image.shape == image.shape and out_mask.shape == labels.shape
+        assert not np.array_equal(out_image, image)  # something happened
+        rows, cols = out_image[..., 0], out_image[..., 1]
+        assert rows.min() >= -1e-4 and rows.max() <= height - 1 + 1e-4  # mirrored inside
+        source_r = np.floor(rows + 0.5).astype(int)
+        source_c = np.floor(cols + 0.5).astype(int)
+        clear = (np.abs(rows % 1 - 0.5) > 2e-4) & (np.abs(cols % 1 - 0.5) > 2e-4)
+        expected = labels[source_r.clip(0, height - 1), source_c.clip(0, width - 1), 0]
+        np.testing.assert_array_equal(out_mask[..., 0][clear], expected[clear])
+        assert clear.mean() > 0.8  # ties at .5 are left out (float rounding)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int32, np.float32])
+def test_labels_are_preserved_by_the_full_suite(dtype):
+    rng = np.random.default_rng(0)
+    image = rng.random((32, 32, 3)).astype(np.float32)
+    mask = np.zeros((32, 32, 1), dtype)
+    mask[4:20, 6:14], mask[18:30, 12:28] = 1, 2
+    for i in range(12):
+        _, out = aug.augment(image, mask, tf.constant([i, 7]), ALWAYS)
+        assert out.dtype == mask.dtype and out.shape == mask.shape
+        values = set(np.unique(out.numpy()))
+        assert values <= {0, 1, 2} and {1, 2} <= values  # no new labels, none blended
+
+
+def test_integer_images_are_rounded_back():
+    image, _ = pattern(16, 16)
+    mask = np.zeros((16, 16, 1), np.uint8)
+    out, _ = aug.augment(image, mask, tf.constant([1, 2]), only("rotate_prob"))
+    assert out.dtype == tf.uint8 and out.shape == image.shape
+
+
+# --- intensity transforms ------------------------------------------------------------
+
+@pytest.mark.parametrize("name", INTENSITY)
+def test_intensity_transforms_leave_the_mask_and_shape(name):
+    rng = np.random.default_rng(1)
+    image = (0.2 + 0.6 * rng.random((16, 20, 3))).astype(np.float32)
+    mask = (rng.random((16, 20, 1)) > 0.5).astype(np.float32)
+    changed = 0
+    for i in range(5):
+        out_image, out_mask = aug.augment(image, mask, tf.constant([i, 3]), only(name))
+        out_image = out_image.numpy()
+        np.testing.assert_array_equal(out_mask.numpy(), mask)
+        assert out_image.shape == image.shape and out_image.dtype == np.float32
+        assert 0.0 <= out_image.min() and out_image.max() <= 1.0
+        changed += not np.allclose(out_image, image)
+    assert changed >= 4
+
+
+def test_intensity_transforms_do_what_they_say():
+    rng = np.random.default_rng(2)
+    image = (0.1 + 0.5 * rng.random((16, 16, 3))).astype(np.float32)
+    seed = tf.constant([4, 4])
+    bright = aug.random_brightness(image, seed, 1.0, [0.75, 1.25]).numpy()
+    ratio = bright / image
+    assert np.allclose(ratio, ratio.flat[0], rtol=1e-5) and 0.75 <= ratio.flat[0] <= 1.25
+    contrast = aug.random_contrast(image, seed, 1.0, [1.2, 1.2]).numpy()
+    assert contrast.std() > image.std() and abs(contrast.mean() - image.mean()) < 0.02
+    gamma = aug.random_gamma(image, seed, 1.0, [0.7, 1.5]).numpy()
+    order = np.argsort(image.ravel(), kind="stable")
+    assert np.all(np.diff(gamma.ravel()[order]) >= -1e-6)  # monotonic: order kept
+    checker = np.indices((16, 16)).sum(0) % 2
+    checker = np.repeat(checker[..., None], 3, -1).astype(np.float32)
+    blurred = aug.random_blur(checker, seed, 1.0, [1.0, 1.0]).numpy()
+    assert blurred.std() < 0.2 * checker.std()
+    noisy = aug.random_noise(image, seed, 1.0, 0.1).numpy()
+    assert 0 < np.abs(noisy - image).mean() < 0.1
+
+
+# --- probabilities, flags, determinism -------------------------------------------------
+
+def test_probability_zero_is_identity():
+    rng = np.random.default_rng(3)
+    image = rng.random((10, 14, 3)).astype(np.float32)
+    mask = rng.integers(0, 3, (10, 14, 1)).astype(np.int32)
+    switched_off = dataclasses.replace(ALWAYS, flip=False, rotate90=False, **{
+        name: 0.0 for name in SPATIAL + INTENSITY})
+    for config in (OFF, switched_off):
+        for i in range(8):
+            out_image, out_mask = aug.augment(image, mask, tf.constant([i, 0]), config)
+            np.testing.assert_array_equal(out_image.numpy(), image)
+            np.testing.assert_array_equal(out_mask.numpy(), mask)
+
+
+def test_full_suite_is_seeded_and_runs_in_tf_data_with_unknown_shapes():
+    rng = np.random.default_rng(4)
+    image = rng.random((20, 24, 3)).astype(np.float32)
+    mask = (rng.random((20, 24, 1)) > 0.7).astype(np.float32)
+    first = aug.augment(image, mask, tf.constant([5, 9]), ALWAYS)
+    again = aug.augment(image, mask, tf.constant([5, 9]), ALWAYS)
+    np.testing.assert_array_equal(first[0].numpy(), again[0].numpy())
+    np.testing.assert_array_equal(first[1].numpy(), again[1].numpy())
+    source = tf.data.Dataset.from_generator(
+        lambda: iter([(image, mask)] * 4),
+        output_signature=(tf.TensorSpec((None, None, 3), tf.float32),
+                          tf.TensorSpec((None, None, 1), tf.float32)))
+    seeds = tf.data.Dataset.random(seed=1).batch(2)
+    config = AugmentConfig(**aug.NNUNET_LIKE)
+    outputs = list(tf.data.Dataset.zip((source, seeds)).map(
+        lambda pair, seed: aug.augment(pair[0], pair[1], seed, config)))
+    assert len(outputs) == 4
+    for out_image, out_mask in outputs:
+        assert out_image.shape == (20, 24, 3) and out_mask.shape == (20, 24, 1)
+        assert set(np.unique(out_mask.numpy())) <= {0.0, 1.0}
+
+
+def test_intensity_needs_a_float_image():
+    image, mask = pattern(8, 8)
+    with pytest.raises(TypeError, match="float image.*uint8"):
+        aug.augment(image, mask, tf.constant([0, 0]), only("gamma_prob"))

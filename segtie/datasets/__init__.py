@@ -1,4 +1,4 @@
-"""Public datasets as TFDS builders, and one entry point to read a split.
+"""Public datasets as TFDS builders, your own folder, and one entry point to a split.
 
 :func:`load_split` dispatches on ``DataConfig.name`` and returns the raw, decoded
 examples of a split at their original size; :mod:`segtie.pipeline` resizes, caches,
@@ -11,23 +11,29 @@ from typing import Callable
 
 import tensorflow as tf
 
-from segtie.datasets.kvasir_seg import (SPLITS, KvasirSeg, load_kvasir_split,
-                                        prepare_kvasir_seg)
+from segtie.datasets.drive import Drive, load_drive_split, prepare_drive
+from segtie.datasets.folder import load_folder_split, validate_folder
+from segtie.datasets.kvasir_seg import KvasirSeg, load_kvasir_split, prepare_kvasir_seg
+from segtie.datasets.splits import SPLITS
 
-__all__ = ["KvasirSeg", "LOADERS", "SPLITS", "load_split", "load_kvasir_split",
-           "prepare_kvasir_seg"]
+__all__ = ["Drive", "KvasirSeg", "LOADERS", "SPLITS", "load_split", "load_drive_split",
+           "load_folder_split", "load_kvasir_split", "prepare_drive", "prepare_kvasir_seg",
+           "validate_folder"]
 
 # DataConfig.name -> function(data_config, split) -> tf.data.Dataset of raw examples.
 LOADERS: dict[str, Callable[..., tf.data.Dataset]] = {
     "kvasir_seg": load_kvasir_split,
+    "drive": load_drive_split,
+    "folder": load_folder_split,
 }
 
 
 def load_split(data_config, split: str) -> tf.data.Dataset:
     """The raw examples of one split of the dataset named by ``data_config.name``.
 
-    The dataset is built into ``data_config.data_dir`` on first use (from the archive in
-    ``data_config.manual_dir`` or ``$SEGTIE_MANUAL_DIR``).
+    Archive datasets are built into ``data_config.data_dir`` on first use (from the
+    archive in ``data_config.manual_dir`` or ``$SEGTIE_MANUAL_DIR``); a folder is
+    validated and read directly (:mod:`segtie.datasets.folder`).
 
     Args:
         data_config: a :class:`segtie.config.DataConfig`.
@@ -35,13 +41,16 @@ def load_split(data_config, split: str) -> tf.data.Dataset:
 
     Shapes:
         Each element is ``{"id": string (), "image": uint8 (height, width, 3),
-        "mask": uint8 (height, width, 1) in {0, 1}}`` at the original size.
+        "mask": uint8 (height, width, 1)}`` at the original size; ``mask`` is in
+        {0, 1}, or class indices for a folder with a multi-class ``label_map``.
+        DRIVE adds ``fov`` and ``mask2`` (uint8 (height, width, 1) in {0, 1}) and
+        ``has_mask2`` (bool).
 
     Returns:
         An unbatched ``tf.data.Dataset`` in a fixed order.
 
     Raises:
-        ValueError: an unknown dataset name or split.
+        ValueError: an unknown dataset name or split; a folder with problems.
         FileNotFoundError: the dataset's archive cannot be found or downloaded.
     """
     if data_config.name not in LOADERS:

@@ -30,12 +30,8 @@ References:
 
 from __future__ import annotations
 
-import io
 import logging
 import os
-import random
-import socket
-import urllib.parse
 import zipfile
 from pathlib import Path, PurePosixPath
 from typing import Iterator, Optional
@@ -43,86 +39,26 @@ from typing import Iterator, Optional
 import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
-from etils import epath
-from PIL import Image
+
+from segtie.datasets import archive as archive_lib
+from segtie.datasets.archive import MANUAL_DIR_ENV, ZipArchiveBuilder
+from segtie.datasets.archive import network_reachable as _network_reachable
+from segtie.datasets.archive import open_member as _open_image
+from segtie.datasets.splits import SPLIT_SEED, SPLITS, split_ids
 
 logger = logging.getLogger(__name__)
 
 ARCHIVE_NAME = "kvasir-seg.zip"
 URL = "https://datasets.simula.no/downloads/kvasir-seg.zip"
-MANUAL_DIR_ENV = "SEGTIE_MANUAL_DIR"
-SPLIT_SEED = 2020
-SPLITS = ("train", "validation", "test")
 MASK_THRESHOLD = 127  # foreground: mean over channels > MASK_THRESHOLD
-_PROBE_TIMEOUT_S = 10.0  # connection probe before a download attempt
+
+__all__ = ["ARCHIVE_NAME", "URL", "MANUAL_DIR_ENV", "SPLIT_SEED", "SPLITS", "KvasirSeg",
+           "binarize_mask", "load_kvasir_split", "prepare_kvasir_seg", "split_ids"]
 
 _CITATION = """@inproceedings{jha2020kvasir, title={Kvasir-SEG: A Segmented Polyp Dataset},
   author={Jha, Debesh and Smedsrud, Pia H and Riegler, Michael A and Halvorsen, P{\\aa}l
     and de Lange, Thomas and Johansen, Dag and Johansen, H{\\aa}vard D},
   booktitle={MultiMedia Modeling (MMM)}, pages={451--462}, year={2020}}"""
-
-
-def split_ids(ids: list[str], seed: int = SPLIT_SEED) -> dict[str, list[str]]:
-    """Cut case ids into the fixed train / validation / test split.
-
-    Args:
-        ids: case ids (any order; duplicates are not allowed).
-        seed: seed of ``random.Random`` used to shuffle the sorted ids. Default 2020.
-
-    Returns:
-        ``{"train": [...], "validation": [...], "test": [...]}``; for 1000 ids the
-        sizes are 800 / 100 / 100, otherwise ``round(n / 10)`` (at least 1) for
-        validation and test and the rest for train.
-
-    Raises:
-        ValueError: fewer than 3 ids or duplicated ids.
-    """
-    ordered = sorted(ids)
-    if len(set(ordered)) != len(ordered):
-        raise ValueError(f"Case ids must be unique, received {len(ordered)} ids of which "
-                         f"{len(set(ordered))} are distinct")
-    if len(ordered) < 3:
-        raise ValueError(f"Need at least 3 cases to split into {SPLITS}, received "
-                         f"{len(ordered)}")
-    random.Random(seed).shuffle(ordered)
-    n_holdout = max(1, round(len(ordered) / 10))
-    n_train = len(ordered) - 2 * n_holdout
-    return {"train": ordered[:n_train],
-            "validation": ordered[n_train:n_train + n_holdout],
-            "test": ordered[n_train + n_holdout:]}
-
-
-def archive_candidates(manual_dirs: list[Optional[os.PathLike | str]]) -> list[Path]:
-    """The local paths where the archive is looked for, in order (see module doc).
-
-    Args:
-        manual_dirs: folders to look in after ``$SEGTIE_MANUAL_DIR``; ``None`` entries
-            are skipped and duplicates removed.
-
-    Returns:
-        Candidate paths of ``kvasir-seg.zip`` (they need not exist).
-    """
-    folders = [os.environ.get(MANUAL_DIR_ENV) or None, *manual_dirs]
-    paths: list[Path] = []
-    for folder in folders:
-        if folder is None:
-            continue
-        path = (Path(folder).expanduser() / ARCHIVE_NAME).absolute()
-        if path not in paths:
-            paths.append(path)
-    return paths
-
-
-def _network_reachable(url: str, timeout: float = _PROBE_TIMEOUT_S) -> bool:
-    """Whether a TCP connection to the URL's host opens within ``timeout`` seconds."""
-    parts = urllib.parse.urlsplit(url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    try:
-        with socket.create_connection((parts.hostname, port), timeout=timeout):
-            return True
-    except OSError as err:
-        logger.info("Cannot reach %s (%s); not downloading", parts.hostname, err)
-        return False
 
 
 def _archive_members(archive: zipfile.ZipFile, path: Path) -> dict[str, tuple[str, str]]:
@@ -152,17 +88,6 @@ def _archive_members(archive: zipfile.ZipFile, path: Path) -> dict[str, tuple[st
     return {case_id: (images[case_id], masks[case_id]) for case_id in images}
 
 
-def _open_image(archive: zipfile.ZipFile, member: str, path: Path):
-    """Fully decode one member with PIL; errors name the member."""
-    data = archive.read(member)
-    try:
-        image = Image.open(io.BytesIO(data))
-        image.load()
-    except Exception as err:  # PIL raises many types for corrupt files
-        raise ValueError(f"Cannot decode {member!r} in {path}: {err}") from err
-    return image, data
-
-
 def binarize_mask(mask: np.ndarray) -> np.ndarray:
     """Binarize a JPEG-compressed mask: mean over channels > 127 -> 1.
 
@@ -176,7 +101,7 @@ def binarize_mask(mask: np.ndarray) -> np.ndarray:
     return (mask > MASK_THRESHOLD).astype(np.uint8)[..., None]
 
 
-class KvasirSeg(tfds.core.GeneratorBasedBuilder):
+class KvasirSeg(ZipArchiveBuilder):
     """Kvasir-SEG read from the publisher's zip; see the module docstring.
 
     Args:
@@ -185,23 +110,12 @@ class KvasirSeg(tfds.core.GeneratorBasedBuilder):
         **kwargs: passed to ``tfds.core.GeneratorBasedBuilder`` (``data_dir``, ...).
     """
 
+    ARCHIVE_NAME = ARCHIVE_NAME
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "Initial release; seeded 800/100/100 split (seed 2020)."}
     MANUAL_DOWNLOAD_INSTRUCTIONS = (
         f"Download {URL} and place {ARCHIVE_NAME} (unextracted) in the manual folder "
         f"(`data.manual_dir` of the config) or in ${MANUAL_DIR_ENV}.")
-
-    def __init__(self, *, manual_dir: Optional[os.PathLike | str] = None, **kwargs):
-        super().__init__(**kwargs)
-        self.manual_dir = None if manual_dir is None else os.fspath(manual_dir)
-        self._original_state["manual_dir"] = self.manual_dir  # kept when pickled
-
-    @tfds.core.utils.classproperty
-    @classmethod
-    def code_path(cls) -> epath.Path:
-        """This file. TFDS 4.9.10 computes it with ``importlib_resources``, which it
-        does not install on Python >= 3.9 (tensorflow/datasets#11212)."""
-        return epath.Path(__file__)
 
     def _info(self) -> tfds.core.DatasetInfo:
         return self.dataset_info_from_configs(
@@ -221,14 +135,9 @@ class KvasirSeg(tfds.core.GeneratorBasedBuilder):
 
     def _find_archive(self, dl_manager) -> Path:
         """Local copy first; a download only when there is none (see module doc)."""
-        # `dl_manager.manual_dir` raises when the folder is missing or empty; the
-        # attribute is DownloadConfig.manual_dir or TFDS's <data_dir>/downloads/manual.
-        config_dir = getattr(dl_manager, "_manual_dir", None)
-        candidates = archive_candidates([self.manual_dir, config_dir])
-        for path in candidates:
-            if path.is_file():
-                logger.info("Reading %s", path)
-                return path
+        path, candidates = self._local_archive(dl_manager)
+        if path is not None:
+            return path
         error = None
         if _network_reachable(URL):
             try:
@@ -291,12 +200,7 @@ def prepare_kvasir_seg(data_dir: os.PathLike | str,
         FileNotFoundError: the archive is neither local nor downloadable.
         ValueError: a malformed archive (the message names the member).
     """
-    builder = KvasirSeg(data_dir=os.fspath(data_dir), manual_dir=manual_dir)
-    config = tfds.download.DownloadConfig(
-        manual_dir=None if manual_dir is None else os.fspath(manual_dir),
-        try_download_gcs=False)
-    builder.download_and_prepare(download_config=config)
-    return builder
+    return archive_lib.prepare(KvasirSeg, data_dir, manual_dir)
 
 
 def load_kvasir_split(data_config, split: str) -> tf.data.Dataset:
