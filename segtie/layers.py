@@ -1,5 +1,13 @@
 """The tied layers: one convolution kernel, many uses.
 
+:class:`RecurrentConvBlock` is the U-Net block (tied across its iterations, and
+callable at several sites of a model); :class:`ConvGRUCell` and :class:`ZeroState`
+are the bottleneck state of the recurrent U-Net (``num_recurrences > 1``), whose
+passes see the image and the previous pass's probabilities while the GRU carries a
+hidden state from pass to pass (Wang et al. 2019); the first pass starts from
+zeros made by :class:`ZeroState`, so the model stays a functional graph without
+``Lambda`` layers, loadable in Keras' safe mode.
+
 Tying is done the Keras way, by calling one sublayer several times: a
 :class:`keras.layers.Conv2D` built once owns exactly one ``kernel`` (and ``bias``)
 variable, and every call of it reads that variable. Backpropagation through the
@@ -12,17 +20,22 @@ References:
     (R2U-Net) for Medical Image Segmentation", arXiv:1802.06955, 2018.
     Liang & Hu, "Recurrent Convolutional Neural Network for Object Recognition",
     CVPR 2015 (the recurrent convolutional layer).
+    Wang, Gao, Lepetit, Fua, "Recurrent U-Net for Resource-Constrained
+    Segmentation", ICCV 2019.
+    Ballas et al., "Delving Deeper into Convolutional Networks for Learning Video
+    Representations", ICLR 2016 (the convolutional GRU).
 """
 
 from __future__ import annotations
 
 import keras
-from keras import layers
+from keras import layers, ops
 
-NORMS = ("batch", "none")
+NORMS = ("batch", "instance", "none")
 
 
-def _check_int(name: str, value, low: int) -> None:
+def check_int(name: str, value, low: int) -> None:
+    """Raise ``ValueError`` unless ``value`` is an int (not a bool) >= ``low``."""
     if not isinstance(value, int) or isinstance(value, bool) or value < low:
         raise ValueError(f"`{name}` must be an integer >= {low}, received {value!r} "
                          f"of type {type(value).__name__}")
@@ -44,6 +57,11 @@ class RecurrentConvBlock(layers.Layer):
     With ``tied=False`` each use gets its own kernel (the untied baseline and the
     reference for the tying tests); the computation is otherwise identical.
 
+    The block object itself can also be called at several sites of a model (one
+    block for every encoder level, ``tie_levels``): all its convolutions are then
+    shared by every site; with ``norm_per_use=True`` each site keeps its own
+    normalization, so each level keeps its own batch statistics.
+
     Parameter count (``norm="batch"``, kernel 3x3, ``C_in`` input channels,
     ``F = filters``; batch-norm counts its 4 per-channel variables, 2 trainable)::
 
@@ -52,29 +70,50 @@ class RecurrentConvBlock(layers.Layer):
         norms: 4F                             (norm_per_iteration=False)
                4F * num_iterations            (norm_per_iteration=True)
         untied (tied=False): (9*F*F + F) * num_iterations
+        norm_per_use=True: every norm above (entry and per-iteration) times num_uses
 
     Args:
         filters: int, output channels ``F``.
         num_iterations: int >= 1, uses of the tied kernel.
-        norm: ``"batch"`` or ``"none"``.
+        norm: ``"batch"``, ``"instance"`` (``GroupNormalization(groups=-1)``, 2F
+            weights, no running statistics) or ``"none"``. Instance norm is the
+            default of segtie's configs: a batch norm shared by the uses of a tied
+            kernel averages their different statistics into one moving mean, so
+            inference differs from training (measured: erratic validation Dice on
+            Kvasir-SEG); instance norm has no such state.
         norm_per_iteration: bool, one normalization per use (True) or one shared by
             all uses (False, default; as in the R2U-Net reference code, and the
             parameter count is then exactly independent of ``num_iterations``).
         tied: bool, share one kernel across uses (default True).
         dropout: float in [0, 1), spatial dropout after the block.
+        num_uses: int >= 1, call sites of this one block in a model (``tie_levels``
+            calls one block at every encoder level). Each call passes
+            ``use=0 .. num_uses - 1``.
+        norm_per_use: bool, give every call site its own normalizations (default
+            False: all call sites share them). Convolutions are shared either way.
+            Adds ``(num_uses - 1)`` times the norms above.
+        recompute: bool, recompute the block's activations in the backward pass
+            (``keras.remat``, which is ``tf.recompute_grad`` on TensorFlow) instead of
+            storing them: less activation memory, one more forward pass of the block.
+            Batch-norm moving statistics are then updated twice per training step
+            (forward and recomputation).
 
     Shapes:
         input ``(batch, height, width, C_in)`` -> output ``(batch, height, width, F)``.
+        ``C_in`` must be the same at every call site.
 
     Raises:
-        ValueError: ``filters`` or ``num_iterations`` < 1, unknown ``norm``.
+        ValueError: ``filters``, ``num_iterations`` or ``num_uses`` < 1, unknown
+            ``norm``, a ``use`` outside ``[0, num_uses)``.
     """
 
     def __init__(self, filters, num_iterations=2, norm="batch", norm_per_iteration=False,
-                 tied=True, dropout=0.0, **kwargs):
+                 tied=True, dropout=0.0, num_uses=1, norm_per_use=False, recompute=False,
+                 **kwargs):
         super().__init__(**kwargs)
-        _check_int("filters", filters, 1)
-        _check_int("num_iterations", num_iterations, 1)
+        check_int("filters", filters, 1)
+        check_int("num_iterations", num_iterations, 1)
+        check_int("num_uses", num_uses, 1)
         if norm not in NORMS:
             raise ValueError(f"`norm` must be one of {list(NORMS)}, received {norm!r}")
         if not 0.0 <= float(dropout) < 1.0:
@@ -85,10 +124,15 @@ class RecurrentConvBlock(layers.Layer):
         self.norm_per_iteration = norm_per_iteration
         self.tied = tied
         self.dropout = float(dropout)
+        self.num_uses = num_uses
+        self.norm_per_use = norm_per_use
+        self.recompute = recompute
 
     def _make_norm(self, name):
         if self.norm == "batch":
             return layers.BatchNormalization(name=name)
+        if self.norm == "instance":  # no running statistics: same behaviour in training and inference
+            return layers.GroupNormalization(groups=-1, name=name)
         return layers.Identity(name=name)
 
     def build(self, input_shape):
@@ -100,12 +144,18 @@ class RecurrentConvBlock(layers.Layer):
                       for i in range(n_convs)]
         n_norms = self.num_iterations if self.norm_per_iteration else 1
         self.norms = [self._make_norm(f"norm_{i}") for i in range(n_norms)]
+        # Call sites 1 .. num_uses-1 with their own norms; site 0 uses the two above
+        # (so a single-use block keeps the variable layout of earlier checkpoints).
+        extra = range(1, self.num_uses if self.norm_per_use else 1)
+        self.use_entry_norms = [self._make_norm(f"entry_norm_use{u}") for u in extra]
+        self.use_norms = [[self._make_norm(f"norm_use{u}_{i}") for i in range(n_norms)]
+                          for u in extra]
         self.drop = layers.SpatialDropout2D(self.dropout) if self.dropout else None
 
         self.entry_conv.build(input_shape)
         inner = tuple(input_shape[:-1]) + (self.filters,)
-        self.entry_norm.build(inner)
-        for layer in self.convs + self.norms:
+        all_norms = [self.entry_norm] + self.norms + self.use_entry_norms
+        for layer in self.convs + all_norms + [n for ns in self.use_norms for n in ns]:
             layer.build(inner)
         self.built = True
 
@@ -113,14 +163,28 @@ class RecurrentConvBlock(layers.Layer):
         """The convolution layer used at ``iteration`` (the same object for all if tied)."""
         return self.convs[0] if self.tied else self.convs[iteration]
 
-    def call(self, inputs, training=None):
-        x0 = keras.ops.relu(self.entry_norm(self.entry_conv(inputs), training=training))
-        h = None
-        for t in range(self.num_iterations):
-            conv = self.conv_for(t)
-            norm = self.norms[t if self.norm_per_iteration else 0]
-            h = conv(x0 if h is None else x0 + h)
-            h = keras.ops.relu(norm(h, training=training))
+    def norms_for(self, use=0):
+        """``(entry_norm, [norm per iteration])`` of call site ``use``."""
+        if not isinstance(use, int) or not 0 <= use < self.num_uses:
+            raise ValueError(f"`use` must be an integer in [0, {self.num_uses}), received "
+                             f"{use!r}")
+        if use == 0 or not self.norm_per_use:
+            return self.entry_norm, self.norms
+        return self.use_entry_norms[use - 1], self.use_norms[use - 1]
+
+    def call(self, inputs, training=None, use=0):
+        entry_norm, norms = self.norms_for(use)
+
+        def forward(x):
+            x0 = keras.ops.relu(entry_norm(self.entry_conv(x), training=training))
+            h = None
+            for t in range(self.num_iterations):
+                norm = norms[t if self.norm_per_iteration else 0]
+                h = self.conv_for(t)(x0 if h is None else x0 + h)
+                h = keras.ops.relu(norm(h, training=training))
+            return h
+
+        h = keras.remat(forward)(inputs) if self.recompute else forward(inputs)
         if self.drop is not None:
             h = self.drop(h, training=training)
         return h
@@ -132,5 +196,99 @@ class RecurrentConvBlock(layers.Layer):
         config = super().get_config()
         config.update(filters=self.filters, num_iterations=self.num_iterations,
                       norm=self.norm, norm_per_iteration=self.norm_per_iteration,
-                      tied=self.tied, dropout=self.dropout)
+                      tied=self.tied, dropout=self.dropout, num_uses=self.num_uses,
+                      norm_per_use=self.norm_per_use, recompute=self.recompute)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="segtie")
+class ConvGRUCell(layers.Layer):
+    """One step of a convolutional GRU: the gated hidden state of the bottleneck::
+
+        z, r = split(sigmoid(conv_gates([x, h])))      update and reset gates
+        c    = tanh(conv_candidate([x, r * h]))
+        h'   = (1 - z) * h + z * c
+
+    The layer is called once per pass of the network; it is one layer object, so
+    its two kernels are tied across passes like every other layer of the model.
+
+    Parameter count (``C_x`` input channels, ``F = filters``, kernel ``k x k``)::
+
+        gates:     k*k*(C_x + F)*2F + 2F
+        candidate: k*k*(C_x + F)*F  + F
+        (= 54 F*F + 3F for k = 3 and C_x = F, the U-Net bottleneck)
+
+    Args:
+        filters: int >= 1, channels ``F`` of the hidden state.
+        kernel_size: int >= 1, odd, default 3.
+
+    Shapes:
+        inputs ``[x, h]``: ``x`` ``(batch, H, W, C_x)``, ``h`` ``(batch, H, W, F)``.
+        Returns the new state ``(batch, H, W, F)``.
+
+    Raises:
+        ValueError: ``filters`` < 1, an even or non-positive ``kernel_size``.
+    """
+
+    def __init__(self, filters, kernel_size=3, **kwargs):
+        super().__init__(**kwargs)
+        check_int("filters", filters, 1)
+        check_int("kernel_size", kernel_size, 1)
+        if kernel_size % 2 == 0:
+            raise ValueError(f"`kernel_size` must be odd, received {kernel_size}")
+        self.filters = filters
+        self.kernel_size = kernel_size
+
+    def build(self, input_shape):
+        x_shape, h_shape = input_shape
+        conv = dict(kernel_size=self.kernel_size, padding="same")
+        self.gates = layers.Conv2D(2 * self.filters, name="gates", **conv)
+        self.candidate = layers.Conv2D(self.filters, name="candidate", **conv)
+        joint = tuple(x_shape[:-1]) + (x_shape[-1] + self.filters,)
+        self.gates.build(joint)
+        self.candidate.build(joint)
+        self.built = True
+
+    def call(self, inputs):
+        x, h = inputs
+        gates = ops.sigmoid(self.gates(ops.concatenate([x, h], axis=-1)))
+        z, r = gates[..., :self.filters], gates[..., self.filters:]
+        c = ops.tanh(self.candidate(ops.concatenate([x, r * h], axis=-1)))
+        return (1.0 - z) * h + z * c
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[1])
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(filters=self.filters, kernel_size=self.kernel_size)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="segtie")
+class ZeroState(layers.Layer):
+    """Zeros shaped like ``reference`` but with ``channels`` channels (an initial state).
+
+    Args:
+        channels: int >= 1.
+
+    Shapes:
+        ``(batch, H, W, C)`` -> ``(batch, H, W, channels)``, float32 zeros.
+    """
+
+    def __init__(self, channels, **kwargs):
+        super().__init__(**kwargs)
+        check_int("channels", channels, 1)
+        self.channels = channels
+
+    def call(self, reference):
+        zeros = ops.zeros_like(reference[..., :1])
+        return zeros + ops.zeros((self.channels,), dtype=zeros.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.channels,)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(channels=self.channels)
         return config

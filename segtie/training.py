@@ -28,8 +28,9 @@ import numpy as np
 from segtie import config as cfg
 from segtie.evaluation import save_overlay_grid
 from segtie.losses import DiceBCELoss, DiceMetric
-from segtie.models import build_model
+from segtie.models import build_model, build_training_model
 from segtie.pipeline import build_dataset
+from segtie.report import resource_figures
 from segtie.tracking import MlflowCallback, Tracker, current_learning_rate
 
 logger = logging.getLogger(__name__)
@@ -162,7 +163,10 @@ def train(config: cfg.Config) -> TrainResult:
     val_ds = build_dataset(config.data, "validation", training=False)
     steps = _num_batches(train_ds)
 
-    model = build_model(config.model)
+    # One output (the last pass's logits) to save; trained on every pass if recurrent.
+    model = build_training_model(build_model(
+        config.model, config.data.patch_size or config.data.image_size,
+        config.data.batch_size), config.model)
     model.compile(optimizer=make_optimizer(config.train, steps),
                   loss=DiceBCELoss(config.train.dice_weight, config.train.bce_weight),
                   metrics=[DiceMetric(threshold=config.eval.threshold)])
@@ -178,6 +182,9 @@ def train(config: cfg.Config) -> TrainResult:
     tracker.log_params(cfg.flatten(config))
     tracker.log_text(cfg.dump_yaml(config), "config.yaml")
     tracker.log_metrics({"num_params": num_params, "steps_per_epoch": steps})
+    if tracker.active:  # the resource report's estimates (measuring a step is the CLI's job)
+        tracker.log_metrics({f"resources.{k}": v for k, v in
+                             resource_figures(model, config, measure=False).items()})
 
     checkpoint = run_dir / "best.keras"
     best = BestCheckpoint(checkpoint)

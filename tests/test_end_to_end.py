@@ -45,6 +45,8 @@ def test_training_writes_checkpoint_and_tracks_the_run(trained):
     assert run.data.params["model.num_iterations"] == "2"
     assert run.data.params["data.image_size"] == "[64, 64]"
     assert run.data.metrics["num_params"] == result.num_params
+    assert run.data.metrics["resources.unique_params"] == result.num_params
+    assert run.data.metrics["resources.flops_per_image"] > 0
     history = client.get_metric_history(result.mlflow_run_id, "val_dice")
     assert [m.step for m in history] == list(range(result.epochs_run))
     assert len(client.get_metric_history(result.mlflow_run_id, "learning_rate")) == result.epochs_run
@@ -72,6 +74,22 @@ def test_evaluation_beats_background_and_links_the_training_run(trained):
     (eval_run,) = client.search_runs([exp.experiment_id], "tags.`segtie.kind` = 'evaluate'")
     assert eval_run.data.tags["segtie.train_run_id"] == result.mlflow_run_id
     assert eval_run.data.metrics["test_dice_mean"] == pytest.approx(summary["dice"]["mean"])
+
+
+def test_registered_model_evaluates_and_links_its_training_run(trained, capsys):
+    config, result, uri, root = trained
+    mlflow.set_tracking_uri(uri)
+    version = mlflow.register_model(f"runs:/{result.mlflow_run_id}/model", "e2e-tied")
+    code = evaluate_cli.main(["--checkpoint", f"models:/e2e-tied/{version.version}",
+                              "--set", f"tracking.tracking_uri={uri}",
+                              "--set", f"eval.output_dir={root / 'eval-registered'}",
+                              "--set", "data.max_eval_cases=4"])
+    assert code == 0
+    client = mlflow.MlflowClient(uri)
+    exp = client.get_experiment_by_name("e2e-kvasir")
+    runs = client.search_runs([exp.experiment_id],
+                              "tags.`segtie.checkpoint` = 'models:/e2e-tied/1'")
+    assert [r.data.tags["segtie.train_run_id"] for r in runs] == [result.mlflow_run_id]
 
 
 def test_missing_checkpoint_is_a_clear_error(tmp_path, capsys):

@@ -107,15 +107,55 @@ def test_num_iterations_one_is_two_plain_convolutions():
 
 def test_config_round_trip():
     block = RecurrentConvBlock(7, num_iterations=3, norm="none", norm_per_iteration=True,
-                               tied=False, dropout=0.1, name="b")
+                               tied=False, dropout=0.1, num_uses=3, norm_per_use=True,
+                               recompute=True, name="b")
     clone = RecurrentConvBlock.from_config(block.get_config())
     assert clone.get_config() == block.get_config()
 
 
 @pytest.mark.parametrize("kwargs, key", [({"num_iterations": 0}, "num_iterations"),
+                                         ({"num_uses": 0}, "num_uses"),
                                          ({"filters": 0}, "filters"),
                                          ({"norm": "group"}, "norm")])
 def test_bad_arguments_name_the_key(kwargs, key):
     args = {"filters": F, **kwargs}
     with pytest.raises(ValueError, match=f"`{key}`"):
         RecurrentConvBlock(**args)
+
+
+@pytest.mark.parametrize("norm_per_iteration", [False, True])
+def test_norm_per_use_multiplies_only_the_norms(norm_per_iteration):
+    one = _block(3, norm_per_iteration=norm_per_iteration)
+    shared = _block(3, norm_per_iteration=norm_per_iteration, num_uses=4)
+    per_use = _block(3, norm_per_iteration=norm_per_iteration, num_uses=4, norm_per_use=True)
+    norms = 4 * F * (1 + (3 if norm_per_iteration else 1))
+    assert _count(shared) == _count(one)
+    assert _count(per_use) == _count(one) + 3 * norms
+    convs = [w for w in per_use.weights if w.path.endswith("kernel")]
+    assert len(convs) == 2  # entry and tied kernel, shared by the 4 uses
+
+
+def test_each_use_reads_its_own_norm_and_the_shared_kernel():
+    block = _block(2, num_uses=2, norm_per_use=True)
+    x = tf.random.normal(IN_SHAPE, seed=3)
+    np.testing.assert_allclose(block(x, use=0), block(x, use=1))  # same initial norms
+    entry_norm, _ = block.norms_for(1)
+    entry_norm.gamma.assign(2.0 * entry_norm.gamma)
+    assert not np.allclose(block(x, use=0), block(x, use=1))
+    assert block.norms_for(0)[0] is block.entry_norm
+    with pytest.raises(ValueError, match=r"`use` must be an integer in \[0, 2\), received 2"):
+        block(x, use=2)
+
+
+def test_recompute_gives_the_same_outputs_and_gradients():
+    x = tf.random.normal(IN_SHAPE, seed=4)
+    plain = _block(3)
+    recomputed = _block(3, recompute=True)
+    recomputed.set_weights(plain.get_weights())
+    grads = []
+    for block in (plain, recomputed):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(block(x, training=True) ** 2)
+        grads.append(tape.gradient(loss, block.trainable_variables))
+    for g_plain, g_recomputed in zip(*grads):
+        np.testing.assert_allclose(g_plain.numpy(), g_recomputed.numpy(), rtol=1e-4, atol=1e-5)

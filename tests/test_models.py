@@ -1,10 +1,20 @@
-"""The tied U-Net: parameter counts, logits, `.keras` round trip with one variable per tied kernel."""
+"""The tied U-Net: formulas, the proof for every tying scheme, save/export, bad input, budgets."""
 
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
+from tying import assert_tying_is_real
 
-from segtie.models import build_unet
+from segtie import config as cfg
+from segtie.models import build_model, build_unet, parameter_count, profile, unet_arguments
+from segtie.models.budget import activation_line, fit_base_filters
+
+TINY = dict(base_filters=4, depth=3, num_iterations=2)
+LEVELS = dict(TINY, width_multiplier=1, tie_levels=True, level_projection=True)
+ALL = dict(LEVELS, tie_decoder=True, num_recurrences=2, num_iterations=3)
+UNTIE = dict(tied=False, tie_levels=False, tie_decoder=False, tie_recurrences=False)
+SIZE = [16, 16]
 
 
 def test_parameter_count_is_independent_of_num_iterations():
@@ -17,6 +27,46 @@ def test_parameter_count_is_independent_of_num_iterations():
     assert untied - counts[4] == sum(3 * (9 * f * f + f) for f in widths)
 
 
+@pytest.mark.parametrize("kwargs", [
+    {},
+    dict(width_multiplier=1, level_projection=True),
+    dict(LEVELS, norm_per_level=False),
+    dict(LEVELS, norm_per_iteration=True),
+    dict(TINY, width_multiplier=1, tie_decoder=True, norm="none"),
+    dict(TINY, num_recurrences=2, norm="instance", norm_per_iteration=True),
+    dict(TINY, num_recurrences=3),
+    dict(ALL, **UNTIE),
+    ALL,
+], ids=["plain", "projection", "levels-shared-norm", "levels", "decoder", "instance", "recurrent",
+        "all-untied", "all"])
+def test_parameter_count_follows_the_documented_formula(kwargs):
+    args = {**TINY, **kwargs}
+    assert build_unet(**args).count_params() == parameter_count(**args)
+
+
+def test_tied_counts_do_not_grow_with_depth_or_passes():
+    shared_norm = dict(LEVELS, norm_per_level=False)
+    encoder = [parameter_count(**dict(shared_norm, depth=d, tie_decoder=True)) for d in (2, 4, 6)]
+    assert encoder[0] == encoder[1] == encoder[2]
+    passes = [parameter_count(**dict(TINY, num_recurrences=r)) for r in (2, 3, 5)]
+    assert passes[0] == passes[1] == passes[2]
+
+
+@pytest.mark.parametrize("tied_args, untied_args", [
+    (TINY, dict(tied=False)),
+    (dict(LEVELS, norm_per_level=False), dict(tie_levels=False)),
+    (LEVELS, dict(tie_levels=False)),
+    (dict(TINY, width_multiplier=1, tie_decoder=True), dict(tie_decoder=False)),
+    (dict(TINY, depth=2, num_recurrences=3), dict(tie_recurrences=False)),
+    (ALL, UNTIE),
+], ids=["iterations", "levels-shared-norm", "levels", "decoder", "recurrences", "all"])
+def test_tying_is_real_for_every_scheme(tied_args, untied_args):
+    tied = build_unet(**tied_args)
+    untied = build_unet(**{**tied_args, **untied_args})
+    assert untied.count_params() > tied.count_params()
+    assert assert_tying_is_real(tied, untied, SIZE) >= 1
+
+
 def test_outputs_logits_of_the_right_shape():
     model = build_unet(in_channels=3, num_classes=2, base_filters=4, depth=3)
     out = model(np.random.rand(2, 32, 48, 3).astype("float32"))
@@ -24,22 +74,109 @@ def test_outputs_logits_of_the_right_shape():
     assert float(np.min(out)) < 0 < float(np.max(out))  # logits, not probabilities
 
 
+def _weighted_layers(model):
+    uses = profile.trace_uses(model, SIZE)
+    return len({id(u.layer) for u in uses if u.leaf and u.layer.weights}), len(uses)
+
+
 def test_keras_round_trip_keeps_one_variable_per_tied_kernel(tmp_path):
-    model = build_unet(base_filters=4, depth=3, num_iterations=3)
-    x = np.random.RandomState(0).rand(2, 16, 16, 3).astype("float32")
-    before = model.predict(x, verbose=0)
-    path = tmp_path / "model.keras"
-    model.save(path)
-    loaded = keras.saving.load_model(path, safe_mode=True)
-    np.testing.assert_allclose(loaded.predict(x, verbose=0), before, rtol=1e-5, atol=1e-6)
-    assert len(loaded.weights) == len(model.weights)
-    assert loaded.count_params() == model.count_params()
-    for block in (l for l in loaded.layers if l.name.startswith(("encoder", "decoder"))):
-        assert len(block.convs) == 1
-        assert block.num_iterations == 3
+    model = build_unet(**ALL)
+    rng = np.random.RandomState(0)
+    for w in model.weights:  # distinct norms per level, so a lost `use` would show
+        if "norm" in w.path:
+            w.assign(rng.uniform(0.5, 1.5, w.shape))
+    x = rng.rand(2, *SIZE, 3).astype("float32")
+    before = model(x, training=False)
+    model.save(tmp_path / "model.keras")
+    loaded = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True)
+    np.testing.assert_allclose(loaded(x, training=False), before, rtol=1e-5, atol=1e-6)
+    assert sorted(w.path for w in loaded.weights) == sorted(w.path for w in model.weights)
+    assert loaded.count_params() == parameter_count(**ALL)
+    assert _weighted_layers(loaded) == _weighted_layers(model)  # same layers, same uses
+    assert loaded.get_layer("encoder").num_uses == ALL["depth"]
 
 
-@pytest.mark.parametrize("key, value", [("depth", 0), ("num_iterations", 0), ("base_filters", -1)])
-def test_bad_model_arguments_name_the_key(key, value):
-    with pytest.raises(ValueError, match=f"`{key}`"):
-        build_unet(**{key: value})
+def test_saved_model_export_keeps_one_variable_per_tied_kernel(tmp_path):
+    model = build_unet(**dict(ALL, depth=2))  # every scheme; depth 2 exports faster
+    x = np.random.RandomState(1).rand(2, *SIZE, 3).astype("float32")
+    model.export(str(tmp_path / "saved"), verbose=False)
+    loaded = tf.saved_model.load(str(tmp_path / "saved"))
+    np.testing.assert_allclose(loaded.serve(x).numpy(), model(x, training=False).numpy(),
+                               rtol=1e-5, atol=1e-6)
+    captured = [v.name.removesuffix(":0")
+                for v in loaded.signatures["serving_default"].variables]
+    assert sorted(captured) == sorted(w.path for w in model.weights)
+    assert captured.count("encoder/tied_conv_0/kernel") == 1
+    untied = build_unet(**{**ALL, **UNTIE, "depth": 2})
+    assert len(captured) < len(untied.weights)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(num_iterations=0), r"`num_iterations` must be an integer >= 1, received 0"),
+    (dict(num_recurrences=0), r"`num_recurrences` must be an integer >= 1, received 0"),
+    (dict(depth=0), r"`depth`"),
+    (dict(base_filters=-1), r"`base_filters`"),
+    (dict(tie_levels=True, level_projection=True),
+     r"`tie_levels: true` .* `width_multiplier` must be 1, received 2"),
+    (dict(tie_decoder=True), r"`tie_decoder: true` .* `width_multiplier` must be 1, received 2"),
+    (dict(tie_levels=True, width_multiplier=1),
+     r"`tie_levels: true` without `level_projection` .* `base_filters` = 16 .* received 3"),
+])
+def test_impossible_combinations_name_key_rule_and_value(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        build_unet(**kwargs)
+
+
+@pytest.mark.parametrize("model, message", [
+    ({"tie_levels": True}, r"`model.tie_levels: true` .* `model.width_multiplier` must be 1"),
+    ({"tie_levels": True, "width_multiplier": 1},
+     r"`model.tie_levels: true` without `model.level_projection`"),
+    ({"num_recurrences": 0}, r"`model.num_recurrences` must be >= 1, received 0"),
+    ({"recurrence_loss_decay": 1.5}, r"`model.recurrence_loss_decay` must be <= 1.0"),
+])
+def test_config_rejects_impossible_models_at_load(model, message):
+    with pytest.raises(ValueError, match=message):
+        cfg.from_dict({"model": model})
+
+
+def test_default_config_builds_todays_model():
+    model = build_model(cfg.load_config().model)
+    assert model.count_params() == 484_849
+    assert [l.name for l in model.layers][:3] == ["image", "encoder_0", "pool_0"]
+
+
+def test_param_budget_picks_the_widest_width_that_fits():
+    budget = 20_000
+    config = cfg.from_dict({"model": {"width_multiplier": 1, "tie_levels": True,
+                                      "level_projection": True, "param_budget": budget}})
+    args = unet_arguments(config.model)
+    width = fit_base_filters(args, param_budget=budget)
+    assert parameter_count(**{**args, "base_filters": width}) <= budget
+    assert parameter_count(**{**args, "base_filters": width + 1}) > budget
+    model = build_model(config.model)
+    assert model.get_layer("encoder").filters == width
+    assert model.count_params() <= budget
+
+
+def test_memory_budget_uses_a_line_that_matches_the_traced_activations():
+    args = dict(TINY, num_recurrences=2)
+    line = activation_line(args, SIZE)
+    traced = profile.activation_elements(profile.trace_uses(
+        build_unet(**{**args, "base_filters": 5}), SIZE))
+    assert line(5) == traced
+    width = fit_base_filters(args, memory_budget_mb=2.0, image_size=SIZE, batch_size=4)
+    memory = [profile.training_memory_bytes(parameter_count(**{**args, "base_filters": w}),
+                                            line(w), 4) / 2**20 for w in (width, width + 1)]
+    assert memory[0] <= 2.0 < memory[1]
+
+
+@pytest.mark.parametrize("budgets, message", [
+    (dict(param_budget=10), r"`param_budget` = 10 is too small: the narrowest model "
+                            r"\(base_filters = 1\) needs"),
+    (dict(memory_budget_mb=0.001, image_size=SIZE, batch_size=2),
+     r"`memory_budget_mb` = 0.001 is too small"),
+    (dict(memory_budget_mb=10.0), r"`memory_budget_mb` needs the image size"),
+])
+def test_a_budget_nothing_fits_says_why(budgets, message):
+    with pytest.raises(ValueError, match=message):
+        fit_base_filters(dict(TINY), **budgets)

@@ -1,0 +1,216 @@
+"""Resource report of a configured model: weights, uses, FLOPs, file size, memory.
+
+    python -m segtie.report --config configs/kvasir_seg.yaml [--set model.tie_levels=true]
+
+prints, for the config's model at its training batch and image size
+(``data.batch_size``; ``data.patch_size`` when training on patches, else
+``data.image_size``):
+
+- unique parameters (the weights stored; ``count_params()``) and effective
+  parameters (every use of a tied weight counted, i.e. the untied equivalent);
+- the ``.keras`` file size in bytes;
+- FLOPs per image (``2 x`` convolution multiply-accumulates, every use counted);
+- the activation memory estimate with and without ``recompute`` and the
+  training-step estimate (:mod:`segtie.models.profile`);
+- the measured peak memory of one training step (``--no-measure`` skips it). On a
+  GPU this is TensorFlow's allocator peak (``tf.config.experimental.get_memory_info``,
+  weights and optimizer state included). On CPU TensorFlow keeps no such count, so
+  it is the rise of the process's peak resident memory (Linux ``VmHWM``, reset
+  before the step) over the resident memory just before it, during the first
+  training step: it includes tracing the step function and memory the allocator
+  keeps, and is an approximation.
+
+:func:`resource_figures` returns the same figures as a dict of numbers for MLflow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import resource
+import tempfile
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from segtie import config as cfg
+from segtie.losses import DiceBCELoss
+from segtie.models import build_model, build_training_model, profile
+
+logger = logging.getLogger(__name__)
+OPTIMIZER_SLOTS = {"adam": 2, "adamw": 2, "sgd": 1}
+MEGABYTE = profile.MEGABYTE
+
+
+def model_file_bytes(model: keras.Model) -> int:
+    """Size of ``model`` saved as ``.keras``."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "model.keras"
+        model.save(path)
+        return path.stat().st_size
+
+
+def _proc_status_kb(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise OSError(f"{field} not in /proc/self/status")
+
+
+def train_size(config: cfg.Config) -> list:
+    """``[H, W]`` of a training batch: ``data.patch_size`` if set, else ``data.image_size``."""
+    return list(config.data.patch_size or config.data.image_size)
+
+
+def measure_step_peak(config: cfg.Config) -> tuple:
+    """Peak memory of one training step of a fresh model of ``config``.
+
+    Returns:
+        ``(bytes, how)``: the figure and a sentence saying what was measured.
+    """
+    height, width = train_size(config)
+    batch = config.data.batch_size
+    model = build_model(config.model, [height, width], batch)
+    trainer = build_training_model(model, config.model)
+    trainer.compile(optimizer=keras.optimizers.get(config.train.optimizer),
+                    loss=DiceBCELoss(config.train.dice_weight, config.train.bce_weight))
+    rng = np.random.default_rng(0)
+    x = rng.random((batch, height, width, config.model.in_channels), dtype=np.float32)
+    y = (rng.random((batch, height, width, config.model.num_classes)) > 0.5).astype("float32")
+    gpus = tf.config.list_logical_devices("GPU")
+    if gpus:
+        trainer.train_on_batch(x, y)  # trace and build the optimizer first
+        tf.config.experimental.reset_memory_stats(gpus[0].name)
+        trainer.train_on_batch(x, y)
+        peak = tf.config.experimental.get_memory_info(gpus[0].name)["peak"]
+        return int(peak), f"GPU allocator peak of one training step on {gpus[0].name}"
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # reset the peak RSS (VmHWM)
+        before = _proc_status_kb("VmRSS")
+        trainer.train_on_batch(x, y)
+        peak = _proc_status_kb("VmHWM")
+        how = "CPU: rise of peak RSS over the first training step (incl. tracing)"
+    except OSError:  # no /proc (not Linux): the lifetime peak, which may predate the step
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        trainer.train_on_batch(x, y)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        how = "CPU: rise of the lifetime peak RSS (ru_maxrss) over the first training step"
+    return max(0, peak - before) * 1024, how
+
+
+def resource_figures(model: keras.Model, config: cfg.Config, measure: bool = True) -> dict:
+    """The report's figures as numbers (for ``Tracker.log_metrics`` at training start).
+
+    Args:
+        model: the model from :func:`segtie.models.build_model` (a
+            :class:`~segtie.models.DeepSupervisionModel` is also accepted).
+        config: the whole config (batch size, image size, optimizer).
+        measure: bool, also measure one training step of a fresh model of the config
+            (this model is not trained).
+
+    Returns:
+        dict of str -> int/float: ``unique_params``, ``trainable_params``,
+        ``effective_params``, ``model_file_bytes``, ``flops_per_image``,
+        ``activation_mb_estimate``, ``training_step_mb_estimate`` and, with
+        ``measure``, ``measured_step_peak_mb``.
+    """
+    model = getattr(model, "inference_model", model)
+    size, batch = train_size(config), config.data.batch_size
+    uses = profile.trace_uses(model, size)
+    activations = profile.activation_elements(uses)
+    unique = model.count_params()
+    trainable = int(sum(np.prod(w.shape) for w in model.trainable_weights))
+    slots = OPTIMIZER_SLOTS.get(config.train.optimizer, 2)
+    figures = {
+        "unique_params": unique,
+        "trainable_params": trainable,
+        "effective_params": profile.effective_parameters(uses),
+        "model_file_bytes": model_file_bytes(model),
+        "flops_per_image": 2 * profile.conv_macs(uses),
+        "activation_mb_estimate": profile.FLOAT_BYTES * batch * activations / MEGABYTE,
+        "training_step_mb_estimate": profile.training_memory_bytes(
+            unique, activations, batch, slots) / MEGABYTE,
+    }
+    if measure:
+        figures["measured_step_peak_mb"] = measure_step_peak(config)[0] / MEGABYTE
+    return figures
+
+
+def recompute_comparison(config: cfg.Config, base_filters: int) -> dict:
+    """Activation estimate (MB) of the config's model with ``recompute`` off and on.
+
+    ``base_filters`` is fixed (a budget would choose another width for each setting).
+    """
+    out = {}
+    for flag in (False, True):
+        model_config = dataclasses.replace(config.model, recompute=flag,
+                                           base_filters=base_filters, param_budget=None,
+                                           memory_budget_mb=None)
+        model = build_model(model_config)
+        elements = profile.activation_elements(profile.trace_uses(model, train_size(config)))
+        out[flag] = profile.FLOAT_BYTES * config.data.batch_size * elements / MEGABYTE
+    return out
+
+
+def format_report(config: cfg.Config, model: keras.Model, figures: dict, recompute: dict,
+                  how: str = "") -> str:
+    """The printed report."""
+    m, (h, w), b = config.model, train_size(config), config.data.batch_size
+    lines = [
+        f"Resource report: {model.name}, image {h}x{w}, batch {b}",
+        f"  tying: num_iterations={m.num_iterations} tie_levels={m.tie_levels} "
+        f"tie_decoder={m.tie_decoder} num_recurrences={m.num_recurrences} "
+        f"recompute={m.recompute} base_filters={model_base_width(model)}",
+        f"  unique parameters       {figures['unique_params']:>14,}  "
+        f"(trainable {figures['trainable_params']:,})",
+        f"  effective parameters    {figures['effective_params']:>14,}  (every use counted)",
+        f"  model file (.keras)     {figures['model_file_bytes']:>14,}  bytes",
+        f"  FLOPs per image         {figures['flops_per_image']:>14,}  (2 x conv MACs)",
+        f"  activation memory est.  {figures['activation_mb_estimate']:>14.1f}  MB at batch "
+        f"{b} (recompute off {recompute[False]:.1f} MB, on {recompute[True]:.1f} MB)",
+        f"  training step est.      {figures['training_step_mb_estimate']:>14.1f}  MB "
+        f"(weights, gradients, optimizer slots, activations)",
+    ]
+    if "measured_step_peak_mb" in figures:
+        lines.append(f"  measured step peak      {figures['measured_step_peak_mb']:>14.1f}  MB "
+                     f"({how})")
+    return "\n".join(lines)
+
+
+def model_base_width(model: keras.Model) -> int:
+    """``F_0``: the width of the first encoder block."""
+    names = {layer.name for layer in model.layers}
+    for name in ("encoder", "encoder_0"):
+        if name in names:
+            return model.get_layer(name).filters
+    raise ValueError(f"`model` must be a segtie U-Net with a layer `encoder` or "
+                     f"`encoder_0`, received {model.name!r} without either")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default=None, help="YAML config (default: kvasir_seg)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="GROUP.KEY=VALUE", help="override one config value")
+    parser.add_argument("--no-measure", action="store_true",
+                        help="skip measuring one training step")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    config = cfg.load_config(args.config, args.overrides)
+    model = build_model(config.model, train_size(config), config.data.batch_size)
+    figures = resource_figures(model, config, measure=False)
+    how = ""
+    if not args.no_measure:
+        peak, how = measure_step_peak(config)
+        figures["measured_step_peak_mb"] = peak / MEGABYTE
+    compared = recompute_comparison(config, model_base_width(model))
+    print(format_report(config, model, figures, compared, how))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,74 @@
+"""The resource report: figures checked by hand, by the untied copy and by the CLI."""
+
+import pytest
+
+from segtie import config as cfg
+from segtie import report
+from segtie.models import build_model, build_unet, profile
+
+TINY = {"data": {"image_size": [16, 16], "batch_size": 2},
+        "model": {"base_filters": 4, "depth": 2}}
+
+
+def _config(**model):
+    return cfg.from_dict({**TINY, "model": {**TINY["model"], **model}})
+
+
+def test_flops_and_effective_parameters_by_hand():
+    # depth 1: entry 3x3 (3 -> 4), the tied 3x3 (4 -> 4) used twice, head 1x1 (4 -> 1).
+    model = build_unet(base_filters=4, depth=1, num_iterations=2)
+    uses = profile.trace_uses(model, [8, 8])
+    pixels = 8 * 8
+    assert profile.conv_macs(uses) == pixels * (9 * 3 * 4 + 2 * 9 * 4 * 4 + 4 * 1)
+    # The second use counts the tied kernel (9*4*4 + 4) and its shared norm (4*4) again.
+    assert profile.effective_parameters(uses) == model.count_params() + (9 * 4 * 4 + 4) + 4 * 4
+
+
+def test_effective_parameters_equal_the_untied_network():
+    args = dict(base_filters=4, depth=3, width_multiplier=1, tie_levels=True,
+                level_projection=True, tie_decoder=True, num_recurrences=2,
+                norm_per_level=False)
+    untied = dict(args, tied=False, tie_levels=False, tie_decoder=False,
+                  tie_recurrences=False, norm_per_iteration=True, norm_per_level=True)
+    untied_model = build_unet(**untied)
+    tied_uses = profile.trace_uses(build_unet(**args), [16, 16])
+    untied_uses = profile.trace_uses(untied_model, [16, 16])
+    assert profile.effective_parameters(tied_uses) == untied_model.count_params()
+    assert profile.conv_macs(tied_uses) == profile.conv_macs(untied_uses)
+
+
+def test_resource_figures_and_the_effect_of_recompute():
+    config = _config(tie_levels=True, width_multiplier=1, level_projection=True,
+                     num_recurrences=2)
+    model = build_model(config.model)
+    figures = report.resource_figures(model, config, measure=False)
+    assert figures["unique_params"] == model.count_params()
+    assert figures["effective_params"] > figures["unique_params"]
+    assert figures["model_file_bytes"] > 4 * figures["unique_params"]
+    assert figures["training_step_mb_estimate"] > figures["activation_mb_estimate"] > 0
+    assert all(isinstance(v, (int, float)) for v in figures.values())
+    compared = report.recompute_comparison(config, report.model_base_width(model))
+    assert compared[True] < compared[False]
+    assert compared[False] == pytest.approx(figures["activation_mb_estimate"])
+
+
+def test_measured_step_peak_is_positive():
+    peak, how = report.measure_step_peak(_config(depth=1))
+    assert peak > 0
+    assert "training step" in how
+
+
+def test_cli_prints_every_figure(tmp_path, capsys):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(cfg.dump_yaml(_config()))
+    assert report.main(["--config", str(path), "--set", "model.num_recurrences=2",
+                        "--no-measure"]) == 0
+    out = capsys.readouterr().out
+    for label in ("unique parameters", "effective parameters", "model file", "FLOPs per image",
+                  "activation memory est.", "recompute off", "num_recurrences=2"):
+        assert label in out
+
+
+def test_training_memory_estimate_formula():
+    # weights, gradients and two slots per weight, plus activations of 3 images
+    assert profile.training_memory_bytes(10, 100, 3, optimizer_slots=2) == 4 * (40 + 300)

@@ -1,0 +1,76 @@
+"""Training loop pieces: atomic checkpoints, the schedule, and tracking failures that lose nothing."""
+
+import dataclasses
+
+import keras
+import numpy as np
+import pytest
+
+from segtie import config as cfg
+from segtie.models import build_unet
+from segtie.tracking import Tracker
+from segtie.training import BestCheckpoint, make_optimizer, train
+
+UNREACHABLE = "http://127.0.0.1:9"  # discard port: connection refused at once
+
+
+def test_best_checkpoint_keeps_the_old_file_when_a_save_crashes(tmp_path):
+    model = build_unet(base_filters=2, depth=2, num_iterations=2)
+    path = tmp_path / "best.keras"
+    callback = BestCheckpoint(path)
+    callback.set_model(model)
+    callback.on_epoch_end(0, {"val_dice": 0.5})
+    good = path.read_bytes()
+
+    def crash(target, *args, **kwargs):
+        open(target, "wb").write(b"half a zip")
+        raise OSError("disk full")
+
+    model.save = crash
+    with pytest.raises(OSError, match="disk full"):
+        callback.on_epoch_end(1, {"val_dice": 0.9})
+    assert path.read_bytes() == good
+    assert keras.saving.load_model(path, safe_mode=True).count_params() == model.count_params()
+    callback.on_epoch_end(2, {"val_dice": 0.1})  # no improvement: no save attempted
+
+
+def test_best_checkpoint_names_the_missing_monitor(tmp_path):
+    callback = BestCheckpoint(tmp_path / "best.keras")
+    with pytest.raises(KeyError, match="val_dice"):
+        callback.on_epoch_end(0, {"loss": 1.0})
+
+
+def test_cosine_schedule_warms_up_then_decays_to_zero():
+    train_config = cfg.TrainConfig(epochs=4, learning_rate=0.01, warmup_epochs=1)
+    opt = make_optimizer(train_config, steps_per_epoch=10)
+    schedule = opt._learning_rate
+    values = [float(schedule(step)) for step in (0, 5, 10, 25, 40)]
+    np.testing.assert_allclose(values[:3], [0.0, 0.005, 0.01], atol=1e-7)
+    # Half way through the 30 decay steps: 0.01 * (1 + cos(pi/2)) / 2 = 0.005.
+    np.testing.assert_allclose(values[3], 0.005, rtol=1e-5)
+    assert values[4] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_tracker_with_unreachable_store_goes_quiet(caplog):
+    tracker = Tracker(True, UNREACHABLE, "nowhere")
+    assert tracker.start("run") is None
+    assert not tracker.active
+    tracker.log_metrics({"x": 1.0})  # no exception, no retry storm
+    tracker.end()
+    assert "MLflow tracking disabled" in caplog.text
+
+
+@pytest.mark.slow
+def test_training_survives_an_unreachable_tracking_store(kvasir_data_config, tmp_path):
+    data = dataclasses.asdict(kvasir_data_config)
+    data.update(image_size=[32, 32], max_train_cases=16, max_eval_cases=8)
+    config = cfg.from_dict({
+        "data": data, "model": {"base_filters": 4, "depth": 2},
+        "train": {"epochs": 1, "output_dir": str(tmp_path)},
+        "tracking": {"tracking_uri": UNREACHABLE},
+    })
+    result = train(config)
+    assert result.mlflow_run_id is None
+    assert result.checkpoint.is_file()
+    assert keras.saving.load_model(result.checkpoint, safe_mode=True).count_params() \
+        == result.num_params
