@@ -140,3 +140,27 @@ def prepare(builder_cls: type, data_dir: os.PathLike | str,
         try_download_gcs=False)
     builder.download_and_prepare(download_config=config)
     return builder
+
+
+def read_split(prepare_fn, data_config, split: str):
+    """One split of a dataset, prepared if needed, decoded, in its fixed stored order.
+
+    Args:
+        prepare_fn: ``prepare_fn(data_dir, manual_dir) -> builder`` (e.g.
+            ``prepare_kvasir_seg``).
+        data_config: a :class:`segtie.config.DataConfig` (``data_dir``, ``manual_dir``).
+        split: ``"train"``, ``"validation"`` or ``"test"``.
+
+    TFDS autocache is off: it would cache the full-size decoded images, and the
+    pipeline caches after resizing instead.
+
+    Raises:
+        ValueError: an unknown split (checked before anything is built).
+    """
+    from segtie.datasets.splits import SPLITS
+
+    if split not in SPLITS:
+        raise ValueError(f"`split` must be one of {list(SPLITS)}, received {split!r}")
+    builder = prepare_fn(data_config.data_dir, data_config.manual_dir)
+    read_config = tfds.ReadConfig(try_autocache=False)
+    return builder.as_dataset(split=split, shuffle_files=False, read_config=read_config)

@@ -47,7 +47,6 @@ from PIL import Image
 from segtie.datasets import archive as archive_lib
 from segtie.datasets.archive import MANUAL_DIR_ENV, ZipArchiveBuilder
 from segtie.datasets.image_files import read_image
-from segtie.datasets.splits import SPLITS
 
 logger = logging.getLogger(__name__)
 
@@ -242,8 +241,4 @@ def load_drive_split(data_config, split: str) -> tf.data.Dataset:
         ValueError: an unknown split.
         FileNotFoundError: see :func:`prepare_drive`.
     """
-    if split not in SPLITS:
-        raise ValueError(f"`split` must be one of {list(SPLITS)}, received {split!r}")
-    builder = prepare_drive(data_config.data_dir, data_config.manual_dir)
-    read_config = tfds.ReadConfig(try_autocache=False)
-    return builder.as_dataset(split=split, shuffle_files=False, read_config=read_config)
+    return archive_lib.read_split(prepare_drive, data_config, split)

@@ -220,10 +220,4 @@ def load_kvasir_split(data_config, split: str) -> tf.data.Dataset:
         ValueError: an unknown split.
         FileNotFoundError: see :func:`prepare_kvasir_seg`.
     """
-    if split not in SPLITS:
-        raise ValueError(f"`split` must be one of {list(SPLITS)}, received {split!r}")
-    builder = prepare_kvasir_seg(data_config.data_dir, data_config.manual_dir)
-    # No autocache: TFDS would cache the full-size decoded images; the pipeline caches
-    # after resizing instead.
-    read_config = tfds.ReadConfig(try_autocache=False)
-    return builder.as_dataset(split=split, shuffle_files=False, read_config=read_config)
+    return archive_lib.read_split(prepare_kvasir_seg, data_config, split)
