@@ -12,10 +12,13 @@ NSD tolerance and the bootstrap come from the config's ``eval`` group.
 
 import argparse
 import logging
+import os
 import math
 import sys
 import time
 from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # hide TensorFlow's C++ start-up banner
 
 from segtie import checkpoints, metrics
 from segtie.evaluation import InferenceOptions, evaluate

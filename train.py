@@ -7,7 +7,10 @@ Without --config the default recipe (configs/kvasir_seg.yaml) is used.
 
 import argparse
 import logging
+import os
 import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # hide TensorFlow's C++ start-up banner
 
 from segtie.config import load_config
 from segtie.training import train
