@@ -12,8 +12,8 @@ NSD tolerance and the bootstrap come from the config's ``eval`` group.
 
 import argparse
 import logging
-import os
 import math
+import os
 import sys
 import time
 from pathlib import Path
