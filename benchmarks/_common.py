@@ -1,0 +1,145 @@
+"""Measurement helpers shared by the benchmark scripts (not part of the package).
+
+- :func:`matmul_peak_gflops`: the machine's float32 matmul rate, the yardstick of
+  "achieved GFLOP/s".
+- :func:`conv_profile`: convolution kernels, convolution uses, forward FLOPs and
+  effective parameters of *any* Keras model, from one traced forward pass
+  (:func:`segtie.models.profile.trace_uses` records every layer call, nested calls
+  inside segtie's blocks included, so a kernel used four times counts four times).
+- :func:`measure_training`: training and inference images/s and the peak memory of
+  training, on given arrays.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import resource
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from segtie.models import profile  # noqa: E402
+
+CONVS = (keras.layers.Conv2D, keras.layers.Conv2DTranspose)
+
+
+def matmul_peak_gflops(size: int = 2048, reps: int = 10, trials: int = 3) -> float:
+    """Best float32 ``tf.matmul`` rate of ``trials`` runs of ``reps`` products, GFLOP/s.
+
+    One ``size x size`` product is ``2 size^3`` FLOPs; the first product (kernel
+    selection, thread start-up) is not timed.
+    """
+    a = tf.random.stateless_uniform((size, size), seed=(1, 2))
+    b = tf.random.stateless_uniform((size, size), seed=(3, 4))
+    tf.matmul(a, b).numpy()
+    best = 0.0
+    for _ in range(trials):
+        start = time.perf_counter()
+        for _ in range(reps):
+            c = tf.matmul(a, b)
+        c.numpy()  # ops run in order on one device: waiting for the last waits for all
+        best = max(best, reps * 2 * size ** 3 / (time.perf_counter() - start) / 1e9)
+    return best
+
+
+def conv_profile(model: keras.Model, image_size) -> dict:
+    """Convolution kernels vs. uses, forward FLOPs and parameters of ``model``.
+
+    Returns:
+        dict: ``conv_kernels`` (distinct convolution layers called), ``conv_uses``
+        (calls of them in one forward pass), ``flops_per_image`` (``2 x`` MACs of
+        every convolution use, see :func:`segtie.models.profile.conv_macs`),
+        ``unique_params`` (``count_params()``) and ``effective_params`` (weights of
+        every use counted: the untied equivalent).
+    """
+    with warnings.catch_warnings():  # a bare tensor for a model built on a list of inputs
+        warnings.filterwarnings("ignore", message="The structure of `inputs`")
+        uses = profile.trace_uses(model, image_size)
+    convs = [u.layer for u in uses if isinstance(u.layer, CONVS)]
+    return {"conv_kernels": len({id(layer) for layer in convs}), "conv_uses": len(convs),
+            "flops_per_image": 2 * profile.conv_macs(uses),
+            "unique_params": model.count_params(),
+            "effective_params": profile.effective_parameters(uses)}
+
+
+def _proc_kb(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise OSError(f"{field} not in /proc/self/status")
+
+
+@contextlib.contextmanager
+def peak_memory(result: dict):
+    """Record in ``result["peak_mb"]`` the peak memory of the enclosed code.
+
+    GPU: TensorFlow's allocator peak (weights and optimizer state included). CPU:
+    the rise of the peak resident memory (Linux ``VmHWM``, reset on entry) over the
+    resident memory on entry; it includes tracing and memory the allocator keeps.
+    ``result["memory_how"]`` says which.
+    """
+    gpus = tf.config.list_logical_devices("GPU")
+    if gpus:
+        tf.config.experimental.reset_memory_stats(gpus[0].name)
+        yield
+        peak = tf.config.experimental.get_memory_info(gpus[0].name)["peak"]
+        result.update(peak_mb=peak / profile.MEGABYTE,
+                      memory_how=f"GPU allocator peak ({gpus[0].name})")
+        return
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM
+        before, field = _proc_kb("VmRSS"), "VmHWM"
+        how = "CPU: rise of peak RSS (VmHWM) over RSS before training, incl. tracing"
+    except OSError:  # not Linux: the lifetime peak, which may predate the block
+        before, field = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, None
+        how = "CPU: rise of lifetime peak RSS (ru_maxrss)"
+    yield
+    peak = _proc_kb(field) if field else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    result.update(peak_mb=max(0, peak - before) * 1024 / profile.MEGABYTE, memory_how=how)
+
+
+def _rate(step, batch: int, warmup: int, steps: int) -> float:
+    for _ in range(warmup):
+        step()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()  # returns NumPy values: the step has finished
+    return steps * batch / (time.perf_counter() - start)
+
+
+def measure_training(model: keras.Model, images, masks, warmup: int, steps: int) -> dict:
+    """Train and predict ``model`` on fixed arrays; images/s and peak training memory.
+
+    The model is compiled with Adam (learning rate 1e-3) and binary cross-entropy on
+    logits (``jit_compile="auto"``: XLA on GPU, not on CPU). The peak covers the
+    warm-up (tracing included) and timed training steps.
+
+    Returns:
+        dict: ``train_images_per_s``, ``infer_images_per_s``, ``peak_mb``,
+        ``memory_how``, ``jit_compile``.
+    """
+    model.compile(optimizer=keras.optimizers.Adam(1e-3),
+                  loss=keras.losses.BinaryCrossentropy(from_logits=True))
+    batch, result = len(images), {}
+    with peak_memory(result):
+        result["train_images_per_s"] = _rate(lambda: model.train_on_batch(images, masks),
+                                              batch, warmup, steps)
+    result["infer_images_per_s"] = _rate(lambda: model.predict_on_batch(images),
+                                         batch, warmup, steps)
+    result["jit_compile"] = bool(model.jit_compile)
+    return result
+
+
+def markdown_table(header, rows) -> str:
+    """A Markdown table of ``header`` and ``rows`` (sequences of cells)."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
