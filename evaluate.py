@@ -7,7 +7,14 @@ Writes per_case.csv, summary.json, overlay PNGs (first cases; best, median and w
 by Dice) and a Dice box plot to ``<eval.output_dir>/<run name>/``, logs them to an
 MLflow evaluation run tagged with the training run it evaluates, and prints the
 summary table. Inference (sliding window, mirroring TTA, largest component), spacing,
-NSD tolerance and the bootstrap come from the config's ``eval`` group.
+NSD tolerance and the bootstrap come from the config's ``eval`` group; the number of
+classes from ``model.num_classes`` (multi-class: argmax, per-class metrics).
+
+Cases that carry a field of view (DRIVE) are scored as the literature does: inside
+the FOV, against the first observer, with AUC/AP (``eval.keep_probabilities``) and
+accuracy (``eval.accuracy``) switched on; cases with a second observer's annotation
+add the block ``second_observer`` (the human reference) to summary.json and a second
+table.
 """
 
 import argparse
@@ -20,7 +27,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # hide TensorFlow's C++ start-up banner
 
-from segtie import checkpoints, metrics
+from segtie import checkpoints
 from segtie.evaluation import InferenceOptions, evaluate
 from segtie.pipeline import build_eval_dataset
 from segtie.reports import format_table
@@ -43,14 +50,19 @@ def parse_args(argv=None):
 
 
 def _cases(dataset):
+    """Evaluation cases; DRIVE's ``fov`` becomes the ROI, ``mask2`` the 2nd observer."""
     for case in dataset.as_numpy_iterator():
-        yield {"id": case["id"].decode(), "image": case["image"], "mask": case["mask"]}
+        out = {"id": case["id"].decode(), "image": case["image"], "mask": case["mask"]}
+        if "fov" in case:
+            out["roi"] = case["fov"]
+        if case.get("has_mask2", False):
+            out["mask2"] = case["mask2"]
+        yield out
 
 
-def metric_names(eval_config) -> tuple:
-    """The metrics of the report, in order."""
-    return metrics.METRIC_NAMES + (metrics.RANKING_NAMES if eval_config.keep_probabilities
-                                   else ())
+def has_field_of_view(dataset) -> bool:
+    """Whether the evaluation cases carry a field-of-view mask (DRIVE)."""
+    return "fov" in dataset.element_spec
 
 
 def inference_options(config) -> InferenceOptions:
@@ -60,14 +72,29 @@ def inference_options(config) -> InferenceOptions:
         image_size=list(config.data.image_size), sliding_window=ev.sliding_window,
         window_size=ev.window_size, overlap=ev.overlap, gaussian=ev.gaussian,
         sigma_scale=ev.gaussian_sigma_scale, batch_size=ev.sw_batch_size,
-        tta_mirror=ev.tta_mirror)
+        tta_mirror=ev.tta_mirror, num_classes=config.model.num_classes)
 
 
-def print_table(summary: dict, names, train_run: str, out_dir: Path) -> None:
-    print("\n" + format_table(summary, names))
-    print(f"\nhd95 and assd in {summary.get('distance_units', 'pixels')}; nsd at "
+def print_table(summary: dict, train_run: str, out_dir: Path) -> None:
+    """Print the summary table, and the second observer's when there is one."""
+    print("\n" + format_table(summary, summary["metrics"]))
+    observer = summary.get("second_observer")
+    if observer:
+        print(f"\nsecond observer vs first, the human reference ({observer['num_cases']} "
+              f"cases):\n" + format_table(observer, observer["metrics"]))
+    roi = summary.get("num_cases_with_roi", 0)
+    where = f"inside the ROI (field of view) for {roi} cases; " if roi else ""
+    print(f"\n{where}hd95 and assd in {summary.get('distance_units', 'pixels')}; nsd at "
           f"{summary.get('nsd_tolerance')} {summary.get('distance_units', 'pixels')}; "
           f"training run {train_run}; reports in {out_dir}")
+
+
+def _summary_metrics(summary: dict, prefix: str) -> dict:
+    """``{<prefix>_<metric>_<stat>: value}`` of a summary block, NaN left out."""
+    out = {f"{prefix}_{m}_{stat}": summary[m][stat] for m in summary["metrics"]
+           for stat in STATS if not math.isnan(summary[m].get(stat, math.nan))}
+    out.update({f"{prefix}_{m}_num_nan": summary[m]["num_nan"] for m in summary["metrics"]})
+    return out
 
 
 def main(argv=None) -> int:
@@ -82,7 +109,7 @@ def main(argv=None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
 
-    ev, names = config.eval, metric_names(config.eval)
+    ev, fov = config.eval, has_field_of_view(dataset)
     cardinality = int(dataset.cardinality().numpy())
     num_cases = cardinality if cardinality >= 0 else None
     train_run = checkpoints.training_run_id(args.checkpoint, config.tracking.tracking_uri)
@@ -102,18 +129,17 @@ def main(argv=None) -> int:
             model, _cases(dataset), config.data.image_size, ev.threshold, out_dir,
             ev.num_overlays, ev.spacing, inference_options=inference_options(config),
             nsd_tolerance=ev.nsd_tolerance, largest_component=ev.largest_component,
-            keep_probabilities=ev.keep_probabilities,
-            bootstrap_samples=ev.bootstrap_samples,
+            keep_probabilities=ev.keep_probabilities or fov,
+            accuracy=ev.accuracy or fov, bootstrap_samples=ev.bootstrap_samples,
             confidence_level=ev.confidence_level, seed=ev.seed, progress=True,
             num_cases=num_cases)
-        tracker.log_metrics({f"{args.split}_{m}_{stat}": summary[m][stat]
-                             for m in names for stat in STATS
-                             if not math.isnan(summary[m].get(stat, math.nan))})
-        tracker.log_metrics({f"{args.split}_{m}_num_nan": summary[m]["num_nan"]
-                             for m in names})
+        tracker.log_metrics(_summary_metrics(summary, args.split))
+        if "second_observer" in summary:
+            tracker.log_metrics(_summary_metrics(summary["second_observer"],
+                                                 f"{args.split}_second_observer"))
         tracker.set_tags({"segtie.distance_units": summary["distance_units"]})
         tracker.log_artifacts(out_dir)
-    print_table(summary, names, train_run or "unknown", out_dir)
+    print_table(summary, train_run or "unknown", out_dir)
     return 0
 
 

@@ -167,7 +167,10 @@ class ModelConfig:
     num_recurrences: 1`` is the plain U-Net. ``recompute`` trades compute for
     activation memory. With ``param_budget`` (weights) or ``memory_budget_mb``
     (estimated training-step memory), ``base_filters`` is replaced by the widest
-    base width that fits.
+    base width that fits. ``num_classes`` is the number of logit channels: 1 for
+    binary data (sigmoid), ``K + 1`` for a folder ``data.label_map`` with classes
+    0..K, K >= 2 (softmax); it is checked against the data
+    (:func:`implied_num_classes`).
     """
 
     in_channels: int = _field(3, low=1)
@@ -192,7 +195,12 @@ class ModelConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation. ``learning_rate`` is the peak rate of the schedule."""
+    """Optimisation. ``learning_rate`` is the peak rate of the schedule.
+
+    The loss is ``dice_weight * soft Dice + bce_weight * cross-entropy``
+    (:class:`segtie.losses.DiceCELoss`): binary cross-entropy for one output,
+    sparse categorical cross-entropy for ``model.num_classes > 1``.
+    """
 
     epochs: int = _field(20, low=1)
     optimizer: str = _field("adam", choices=("adam", "adamw", "sgd"))
@@ -219,8 +227,11 @@ class EvalConfig:
     ``overlap``, blended with a Gaussian of sigma ``gaussian_sigma_scale`` x window
     when ``gaussian``; otherwise the whole image is resized to ``data.image_size``.
     ``tta_mirror`` averages the logits of the four flips. ``keep_probabilities``
-    adds AUC and average precision. ``bootstrap_samples: 0`` leaves out the
-    confidence interval of the mean.
+    adds AUC and average precision, ``accuracy`` the pixel accuracy; both are on
+    automatically when the cases carry a field of view (DRIVE), whose metrics are
+    then computed inside it. ``bootstrap_samples: 0`` leaves out the confidence
+    interval of the mean. Multi-class models (``model.num_classes > 1``) take the
+    argmax (``threshold`` unused) and are scored per class.
     """
 
     threshold: float = _field(0.5, low=0.0, high=1.0)
@@ -237,6 +248,7 @@ class EvalConfig:
     tta_mirror: bool = False
     largest_component: bool = False
     keep_probabilities: bool = False
+    accuracy: bool = False
     bootstrap_samples: int = _field(1000, low=0)
     confidence_level: float = _field(0.95, low=0.5, high=0.999)
     seed: int = _field(0, low=0)
@@ -374,15 +386,48 @@ def _check_model_fits_data(config: Config) -> None:
                 f"(model.depth = {config.model.depth}), received {size}")
 
 
+def implied_num_classes(data: DataConfig) -> int:
+    """Model outputs the data calls for: 1 (sigmoid) for binary masks, else K + 1.
+
+    Binary data is Kvasir-SEG, DRIVE, and a folder without ``label_map`` or whose
+    ``label_map`` has two classes (the pipeline then gives float masks in {0, 1});
+    a ``label_map`` with classes 0..K, K >= 2, calls for ``K + 1`` softmax outputs.
+    """
+    if data.label_map is None:
+        return 1
+    classes = max(data.label_map.values()) + 1
+    return 1 if classes == 2 else classes
+
+
+def _check_model_classes(config: Config) -> None:
+    data, expected = config.data, implied_num_classes(config.data)
+    if config.model.num_classes == expected:
+        return
+    if data.label_map is None:
+        why = (f"binary masks (`data.name` = {data.name!r}, `data.label_map` = null) "
+               f"need one sigmoid output")
+    elif expected == 1:
+        why = (f"`data.label_map` = {data.label_map} has two classes (binary masks), "
+               f"which need one sigmoid output")
+    else:
+        why = (f"`data.label_map` = {data.label_map} has classes 0..{expected - 1} "
+               f"(background and {expected - 1} foreground classes), one softmax "
+               f"output each")
+    raise ValueError(f"`model.num_classes` must be {expected}: {why}; received "
+                     f"`model.num_classes` = {config.model.num_classes}")
+
+
 def from_dict(raw: dict) -> Config:
     """Build a validated :class:`Config` from a nested dict.
 
     Raises:
-        ValueError: unknown key or out-of-range value (the message names the key).
+        ValueError: unknown key or out-of-range value (the message names the key);
+            ``model.num_classes`` other than the data's (:func:`implied_num_classes`).
         TypeError: a value of the wrong type (the message names key and type).
     """
     config = _build(Config, raw, "")
     _check_model_fits_data(config)
+    _check_model_classes(config)
     return config
 
 

@@ -56,6 +56,8 @@ class InferenceOptions:
         sigma_scale: Gaussian sigma as a fraction of the window side.
         batch_size: tiles per model call.
         tta_mirror: average the logits of the four flips.
+        num_classes: logit channels the model outputs (1 = binary, sigmoid; K > 1 =
+            softmax over K classes).
     """
 
     image_size: Sequence[int]
@@ -66,6 +68,7 @@ class InferenceOptions:
     sigma_scale: float = 0.125
     batch_size: int = 4
     tta_mirror: bool = False
+    num_classes: int = 1
 
     def __post_init__(self):
         if not 0.0 <= self.overlap < 1.0:
@@ -74,6 +77,8 @@ class InferenceOptions:
             raise ValueError(f"`batch_size` must be >= 1, received {self.batch_size!r}")
         if self.sigma_scale <= 0:
             raise ValueError(f"`sigma_scale` must be > 0, received {self.sigma_scale!r}")
+        if self.num_classes < 1:
+            raise ValueError(f"`num_classes` must be >= 1, received {self.num_classes!r}")
 
     @property
     def window(self) -> tuple[int, int]:
@@ -110,17 +115,19 @@ def window_starts(size: int, window: int, overlap: float) -> list[int]:
     return [int(round(step * i)) for i in range(num)]
 
 
-def _call(model, batch: np.ndarray) -> np.ndarray:
-    """Logits of a batch; a Keras model runs through its compiled predict step."""
+def _call(model, batch: np.ndarray, num_classes: int) -> np.ndarray:
+    """Logits ``(n, h, w, num_classes)`` of a batch; Keras models via predict."""
     batch = np.asarray(batch, dtype=np.float32)
     if isinstance(model, keras.Model):
         logits = np.asarray(model.predict_on_batch(batch), dtype=np.float32)
     else:  # any callable with the Keras calling convention
         logits = np.asarray(model(batch, training=False), dtype=np.float32)
-    if logits.ndim != 4 or logits.shape[:3] != batch.shape[:3] or logits.shape[-1] != 1:
+    if (logits.ndim != 4 or logits.shape[:3] != batch.shape[:3]
+            or logits.shape[-1] != num_classes):
         raise ValueError(f"The model must output logits of shape (batch, height, width, "
-                         f"1) for inputs {batch.shape}, received {logits.shape}")
-    return logits[..., 0]
+                         f"{num_classes}) (`num_classes` = {num_classes}) for inputs "
+                         f"{batch.shape}, received {logits.shape}")
+    return logits
 
 
 def sliding_window_logits(model, image: np.ndarray, options: InferenceOptions
@@ -128,14 +135,22 @@ def sliding_window_logits(model, image: np.ndarray, options: InferenceOptions
     """Blended tile logits of an image in [0, 1] at its own resolution.
 
     Shapes:
-        ``image``: ``(H0, W0, C)`` float32. Returns ``(H0, W0)`` float32.
+        ``image``: ``(H0, W0, C)`` float32. Returns ``(H0, W0)`` float32 when
+        ``options.num_classes == 1``, else ``(H0, W0, num_classes)``.
     """
+    logits = _sliding_window(model, image, options)
+    return logits[..., 0] if options.num_classes == 1 else logits
+
+
+def _sliding_window(model, image: np.ndarray, options: InferenceOptions) -> np.ndarray:
+    """:func:`sliding_window_logits` with the channel axis always kept."""
     (wh, ww), (height, width) = options.window, image.shape[:2]
     padded = np.pad(image, ((0, max(0, wh - height)), (0, max(0, ww - width)), (0, 0)))
     weights = (gaussian_importance_map((wh, ww), options.sigma_scale) if options.gaussian
                else np.ones((wh, ww), np.float32))
-    total = np.zeros(padded.shape[:2], np.float32)
-    norm = np.zeros(padded.shape[:2], np.float32)
+    weights = weights[..., None]
+    total = np.zeros(padded.shape[:2] + (options.num_classes,), np.float32)
+    norm = np.zeros(padded.shape[:2] + (1,), np.float32)
     corners = [(r, c) for r in window_starts(padded.shape[0], wh, options.overlap)
                for c in window_starts(padded.shape[1], ww, options.overlap)]
     for i in range(0, len(corners), options.batch_size):
@@ -143,33 +158,34 @@ def sliding_window_logits(model, image: np.ndarray, options: InferenceOptions
         tiles = np.zeros((options.batch_size, wh, ww, image.shape[-1]), np.float32)
         for j, (r, c) in enumerate(chunk):  # a full batch: one compiled shape
             tiles[j] = padded[r:r + wh, c:c + ww]
-        for (r, c), logits in zip(chunk, _call(model, tiles)):
+        for (r, c), logits in zip(chunk, _call(model, tiles, options.num_classes)):
             total[r:r + wh, c:c + ww] += logits * weights
             norm[r:r + wh, c:c + ww] += weights
     return (total / norm)[:height, :width]
 
 
 def _resized_logits(model, image: np.ndarray, options: InferenceOptions) -> np.ndarray:
-    """Logits at ``image_size`` of the preprocessed (resized, scaled) uint8 image."""
+    """Logits ``(h, w, K)`` at ``image_size`` of the resized, scaled uint8 image."""
     inputs = pipeline.preprocess_image(image, list(options.image_size)).numpy()
-    return _call(model, inputs[None])[0]
+    return _call(model, inputs[None], options.num_classes)[0]
 
 
 def predict_logits(model, image: np.ndarray, options: InferenceOptions) -> np.ndarray:
-    """Foreground logits of one uint8 image at its original size.
+    """Logits of one uint8 image at its original size.
 
     Args:
         model: a Keras model mapping ``(n, h, w, 3)`` float32 in [0, 1] to logits
-            ``(n, h, w, 1)``.
+            ``(n, h, w, options.num_classes)``.
         image: the original image, uint8.
         options: how to run the model (:class:`InferenceOptions`).
 
     Shapes:
-        ``image``: ``(H0, W0, 3)``. Returns ``(H0, W0)`` float32.
+        ``image``: ``(H0, W0, 3)``. Returns ``(H0, W0)`` float32 (foreground logits)
+        when ``options.num_classes == 1``, else ``(H0, W0, num_classes)``.
 
     Raises:
         ValueError: ``image`` is not ``(H0, W0, 3)`` or the model output is not
-            one-channel logits of its input's size.
+            ``num_classes``-channel logits of its input's size.
         TypeError: ``image`` is not uint8.
     """
     image = np.asarray(image)
@@ -180,7 +196,7 @@ def predict_logits(model, image: np.ndarray, options: InferenceOptions) -> np.nd
         raise TypeError(f"`image` must be uint8 in [0, 255], received dtype {image.dtype}")
     if options.sliding_window:
         scaled = image.astype(np.float32) / 255.0
-        run = lambda x: sliding_window_logits(model, x, options)  # noqa: E731
+        run = lambda x: _sliding_window(model, x, options)  # noqa: E731
     else:
         scaled = image
         run = lambda x: _resized_logits(model, x, options)  # noqa: E731
@@ -192,8 +208,10 @@ def predict_logits(model, image: np.ndarray, options: InferenceOptions) -> np.nd
         logits = run(scaled)
     if not options.sliding_window:
         height, width = image.shape[:2]
-        logits = tf.image.resize(logits[None, :, :, None], (height, width),
-                                 method="bilinear")[0, :, :, 0].numpy()
+        logits = tf.image.resize(logits[None], (height, width),
+                                 method="bilinear")[0].numpy()
+    if options.num_classes == 1:
+        logits = logits[..., 0]
     return np.ascontiguousarray(logits, dtype=np.float32)
 
 

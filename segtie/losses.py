@@ -1,7 +1,11 @@
 """Losses and the training-time Dice metric: functional core + Keras wrappers.
 
-All functions take ``(y_true, logits)``: ``y_true`` float ``(batch, H, W, 1)`` in
-{0, 1}, ``logits`` float ``(batch, H, W, 1)`` before the sigmoid.
+All functions take ``(y_true, logits)``. Binary: ``y_true`` float ``(batch, H, W, 1)``
+in {0, 1}, ``logits`` float ``(batch, H, W, 1)`` before the sigmoid. Multi-class
+(:mod:`segtie.losses_multiclass`): ``y_true`` integer class indices ``(batch, H, W,
+1)`` in 0..K-1, ``logits`` ``(batch, H, W, K)`` before the softmax.
+:class:`DiceCELoss` and :class:`DiceMetric` choose from the logits' channel count
+(1: sigmoid, K > 1: softmax), so one training loop serves both.
 
 Soft Dice follows Milletari et al., "V-Net", 3DV 2016 (with the squared-free
 denominator of Drozdzal et al. 2016 as used by nnU-Net):
@@ -14,7 +18,21 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-SMOOTH = 1e-5
+from segtie.losses_multiclass import (SMOOTH, categorical_ce_loss, hard_dice_multiclass,
+                                      soft_dice_multiclass_loss)
+
+__all__ = ["DiceBCELoss", "DiceCELoss", "DiceMetric", "bce_loss", "categorical_ce_loss",
+           "hard_dice", "hard_dice_multiclass", "soft_dice_loss",
+           "soft_dice_multiclass_loss"]
+
+
+def _num_channels(logits) -> int:
+    """The static channel count of ``logits`` (raises if it is unknown)."""
+    channels = logits.shape[-1]
+    if channels is None:
+        raise ValueError(f"`logits` must have a known number of channels, received shape "
+                         f"{tuple(logits.shape)}")
+    return int(channels)
 
 
 def soft_dice_loss(y_true, logits, smooth=SMOOTH):
@@ -46,7 +64,10 @@ def bce_loss(y_true, logits):
 
 @keras.saving.register_keras_serializable(package="segtie")
 class DiceBCELoss(keras.losses.Loss):
-    """``dice_weight * soft Dice + bce_weight * BCE``, from logits.
+    """``dice_weight * soft Dice + bce_weight * BCE``, from logits (binary only).
+
+    Training compiles :class:`DiceCELoss`, which equals this for one logit channel;
+    this class stays so that checkpoints compiled with it still load.
 
     Args:
         dice_weight: float >= 0.
@@ -74,6 +95,49 @@ class DiceBCELoss(keras.losses.Loss):
         return config
 
 
+@keras.saving.register_keras_serializable(package="segtie")
+class DiceCELoss(keras.losses.Loss):
+    """``dice_weight * soft Dice + ce_weight * cross-entropy``, binary or multi-class.
+
+    The logits' channel count chooses: one channel gives exactly
+    :class:`DiceBCELoss` (sigmoid soft Dice + binary cross-entropy, float labels in
+    {0, 1}); ``K > 1`` channels give the mean over foreground classes of the softmax
+    soft Dice (:func:`soft_dice_multiclass_loss`) + sparse categorical cross-entropy
+    (:func:`categorical_ce_loss`), integer labels in 0..K-1.
+
+    Args:
+        dice_weight: float >= 0.
+        ce_weight: float >= 0 (``train.bce_weight`` in the config).
+
+    Shapes:
+        ``y_true``: ``(batch, H, W, 1)``; ``y_pred`` (logits): ``(batch, H, W, C)``.
+
+    Raises:
+        ValueError: a negative weight, or both zero; logits without a static channel
+            count.
+    """
+
+    def __init__(self, dice_weight=1.0, ce_weight=1.0, name="dice_ce", **kwargs):
+        super().__init__(name=name, **kwargs)
+        if dice_weight < 0 or ce_weight < 0 or dice_weight + ce_weight == 0:
+            raise ValueError("`dice_weight` and `ce_weight` must be >= 0 and not both 0, "
+                             f"received {dice_weight!r} and {ce_weight!r}")
+        self.dice_weight = float(dice_weight)
+        self.ce_weight = float(ce_weight)
+
+    def call(self, y_true, y_pred):
+        if _num_channels(y_pred) == 1:
+            return (self.dice_weight * soft_dice_loss(y_true, y_pred)
+                    + self.ce_weight * bce_loss(y_true, y_pred))
+        return (self.dice_weight * soft_dice_multiclass_loss(y_true, y_pred)
+                + self.ce_weight * categorical_ce_loss(y_true, y_pred))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(dice_weight=self.dice_weight, ce_weight=self.ce_weight)
+        return config
+
+
 def hard_dice(y_true, logits, threshold=0.5):
     """Dice of the thresholded prediction per image, shape ``(batch,)``.
 
@@ -89,9 +153,13 @@ def hard_dice(y_true, logits, threshold=0.5):
 
 @keras.saving.register_keras_serializable(package="segtie")
 class DiceMetric(keras.metrics.Metric):
-    """Mean over images of the hard Dice (threshold on sigmoid probabilities).
+    """Mean over images of the hard Dice, binary or multi-class.
 
-    This is the per-case mean Dice that papers report, accumulated over an epoch.
+    One logit channel: Dice of the thresholded sigmoid probabilities
+    (:func:`hard_dice`). ``K > 1`` channels: per image, the mean over foreground
+    classes of the Dice of the argmax prediction (:func:`hard_dice_multiclass`;
+    ``threshold`` unused). This is the per-case mean Dice that papers report,
+    accumulated over an epoch.
     """
 
     def __init__(self, threshold=0.5, name="dice", **kwargs):
@@ -101,7 +169,10 @@ class DiceMetric(keras.metrics.Metric):
         self.count = self.add_variable(shape=(), initializer="zeros", name="count")
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        scores = hard_dice(y_true, y_pred, self.threshold)
+        if _num_channels(y_pred) == 1:
+            scores = hard_dice(y_true, y_pred, self.threshold)
+        else:
+            scores = hard_dice_multiclass(y_true, y_pred)
         self.total.assign_add(ops.sum(scores))
         self.count.assign_add(ops.cast(ops.shape(scores)[0], "float32"))
 

@@ -188,8 +188,11 @@ def _training_examples(dataset: tf.data.Dataset, data_config, seed: int
     patch_size = data_config.patch_size
     if patch_size is not None and data_config.patches_per_image > 1:
         repeats = data_config.patches_per_image
+        count = int(dataset.cardinality())
         dataset = dataset.flat_map(
             lambda image, mask: tf.data.Dataset.from_tensors((image, mask)).repeat(repeats))
+        if count >= 0:  # flat_map forgets the size; the schedule needs it
+            dataset = dataset.apply(tf.data.experimental.assert_cardinality(count * repeats))
     dataset = dataset.shuffle(data_config.shuffle_buffer, seed=seed,
                               reshuffle_each_iteration=True)
     seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)

@@ -37,7 +37,7 @@ import numpy as np
 import tensorflow as tf
 
 from segtie import config as cfg
-from segtie.losses import DiceBCELoss
+from segtie.losses import DiceCELoss
 from segtie.models import build_model, build_training_model, profile
 
 logger = logging.getLogger(__name__)
@@ -76,10 +76,12 @@ def measure_step_peak(config: cfg.Config) -> tuple:
     model = build_model(config.model, [height, width], batch)
     trainer = build_training_model(model, config.model)
     trainer.compile(optimizer=keras.optimizers.get(config.train.optimizer),
-                    loss=DiceBCELoss(config.train.dice_weight, config.train.bce_weight))
+                    loss=DiceCELoss(config.train.dice_weight, config.train.bce_weight))
     rng = np.random.default_rng(0)
     x = rng.random((batch, height, width, config.model.in_channels), dtype=np.float32)
-    y = (rng.random((batch, height, width, config.model.num_classes)) > 0.5).astype("float32")
+    classes = config.model.num_classes
+    y = ((rng.random((batch, height, width, 1)) > 0.5).astype("float32") if classes == 1
+         else rng.integers(0, classes, (batch, height, width, 1)).astype("int32"))
     gpus = tf.config.list_logical_devices("GPU")
     if gpus:
         trainer.train_on_batch(x, y)  # trace and build the optimizer first

@@ -27,7 +27,7 @@ import numpy as np
 
 from segtie import config as cfg
 from segtie.evaluation import save_overlay_grid
-from segtie.losses import DiceBCELoss, DiceMetric
+from segtie.losses import DiceCELoss, DiceMetric
 from segtie.models import build_model, build_training_model
 from segtie.pipeline import build_dataset
 from segtie.report import resource_figures
@@ -131,8 +131,12 @@ def _save_val_overlays(model, val_ds, path: Path, count: int) -> Optional[Path]:
     if not images:
         return None
     logits = model.predict(np.stack(images), verbose=0)
-    preds = (logits[..., 0] > 0).astype(np.uint8)  # logit 0 == probability 0.5
-    save_overlay_grid(images, masks, list(preds), path)
+    multiclass = logits.shape[-1] > 1
+    if multiclass:
+        preds = np.argmax(logits, axis=-1).astype(np.int32)
+    else:
+        preds = (logits[..., 0] > 0).astype(np.uint8)  # logit 0 == probability 0.5
+    save_overlay_grid(images, masks, list(preds), path, multiclass=multiclass)
     return path
 
 
@@ -168,7 +172,7 @@ def train(config: cfg.Config) -> TrainResult:
         config.model, config.data.patch_size or config.data.image_size,
         config.data.batch_size), config.model)
     model.compile(optimizer=make_optimizer(config.train, steps),
-                  loss=DiceBCELoss(config.train.dice_weight, config.train.bce_weight),
+                  loss=DiceCELoss(config.train.dice_weight, config.train.bce_weight),
                   metrics=[DiceMetric(threshold=config.eval.threshold)])
     num_params = model.count_params()
     logger.info("Model %s: %d parameters, %d training batches per epoch", model.name,

@@ -124,3 +124,24 @@ def test_build_eval_dataset_gives_original_sizes(small_config):
 def test_unknown_split_is_rejected(small_config):
     with pytest.raises(ValueError, match=r"`split` must be one of.*'valid'"):
         pipeline.build_dataset(small_config, "valid", training=False)
+
+
+def test_patch_epochs_keep_a_known_size(tmp_path):
+    """Repeating images for patches keeps the cardinality the LR schedule needs."""
+    from PIL import Image
+
+    from segtie.config import DataConfig
+
+    rng = np.random.default_rng(0)
+    for sub in ("images", "masks"):
+        (tmp_path / sub).mkdir()
+    for i in range(10):  # split 8 / 1 / 1
+        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(
+            tmp_path / "images" / f"c{i}.png")
+        Image.fromarray((rng.random((16, 16)) > 0.7).astype(np.uint8) * 255).save(
+            tmp_path / "masks" / f"c{i}.png")
+    config = DataConfig(name="folder", folder=str(tmp_path), image_size=[16, 16],
+                        patch_size=[8, 8], patches_per_image=3, batch_size=5)
+    dataset = pipeline.build_dataset(config, "train", training=True)
+    assert int(dataset.cardinality()) == 5  # ceil(8 images x 3 patches / 5)
+    assert sum(int(x.shape[0]) for x, _ in dataset) == 24

@@ -7,7 +7,8 @@ metric to a region of interest such as a field-of-view mask. Nothing here import
 TensorFlow, the config or MLflow.
 
 * :mod:`~segtie.metrics.overlap`: ``dice``, ``iou``, ``precision``, ``recall``
-  (sensitivity), ``specificity``;
+  (sensitivity), ``specificity``, ``accuracy`` (not in :data:`METRIC_NAMES`; the
+  evaluation adds it on request, e.g. for DRIVE);
 * :mod:`~segtie.metrics.surface`: ``hd95``, ``assd``, ``nsd`` (DeepMind
   surface-distance definitions; see that module for where medpy differs);
 * :mod:`~segtie.metrics.ranking`: ``auc`` (ROC) and ``average_precision`` of kept
@@ -32,8 +33,9 @@ counted as 0 or 1; when the prediction is empty too, the agreement is perfect an
 metric takes its best value. A missed object scores an overlap (and NSD) of 0; its
 surface distance is undefined (infinite), so HD95 and ASSD are NaN. Precision of an
 empty prediction is 0 / 0 and NaN, as in MONAI's confusion-matrix metrics.
-Specificity is a background metric and stays defined. ``auc`` and ``ap`` are NaN when
-the reference (inside the ROI) has no foreground.
+Specificity is a background metric and stays defined, and so is ``accuracy``
+(``(TP + TN) / N`` inside the ROI: 1 when both are empty, NaN only for an empty ROI).
+``auc`` and ``ap`` are NaN when the reference (inside the ROI) has no foreground.
 """
 
 from __future__ import annotations
@@ -44,13 +46,14 @@ import numpy as np
 
 from segtie.metrics._checks import check_pair, prefix
 from segtie.metrics.aggregate import bootstrap_ci, rank_cases, summarize
-from segtie.metrics.overlap import (Confusion, confusion, dice, iou, precision, recall,
-                                    specificity)
+from segtie.metrics.overlap import (Confusion, accuracy, confusion, dice, iou, precision,
+                                    recall, specificity)
 from segtie.metrics.ranking import auc, average_precision, ranking_metrics
 from segtie.metrics.surface import assd, hd95, nsd, surface_distances, surface_metrics
 
 __all__ = [
-    "METRIC_NAMES", "RANKING_NAMES", "Confusion", "assd", "auc", "average_precision",
+    "METRIC_NAMES", "RANKING_NAMES", "Confusion", "accuracy", "assd", "auc",
+    "average_precision",
     "bootstrap_ci", "confusion", "dice", "hd95", "iou", "nsd", "precision", "rank_cases",
     "ranking_metrics", "recall", "score_case", "score_classes", "specificity",
     "summarize", "surface_distances", "surface_metrics",
