@@ -1,0 +1,142 @@
+"""Validation: build the dataclasses from raw dicts, checking every key and value.
+
+Messages say what, expected and received: "`model.num_iterations` must be >= 1,
+received 0".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from typing import Any
+
+from segtie.config.groups import Config, DataConfig, ModelConfig
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _check_value(key: str, tp: Any, value: Any, meta: dict) -> Any:
+    """Validate one leaf value against its annotation and metadata."""
+    origin = typing.get_origin(tp)
+    if origin is typing.Union:  # Optional[X]
+        if value is None:
+            return None
+        (tp,) = [t for t in typing.get_args(tp) if t is not type(None)]
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if tp is list:
+        ok = isinstance(value, list)
+    elif tp is dict:
+        ok = isinstance(value, dict)
+    elif tp is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, tp)
+    if not ok:
+        raise TypeError(f"`{key}` must be of type {_type_name(tp)}, received "
+                        f"{value!r} of type {type(value).__name__}")
+    if meta.get("choices") and value not in meta["choices"]:
+        raise ValueError(f"`{key}` must be one of {list(meta['choices'])}, received {value!r}")
+    if meta.get("low") is not None and value < meta["low"]:
+        raise ValueError(f"`{key}` must be >= {meta['low']}, received {value!r}")
+    if meta.get("high") is not None and value > meta["high"]:
+        raise ValueError(f"`{key}` must be <= {meta['high']}, received {value!r}")
+    return value
+
+
+def _build(cls: type, raw: Any, prefix: str) -> Any:
+    """Recursively turn a dict into the dataclass ``cls``, validating every key."""
+    where = prefix or "config"
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise TypeError(f"`{where}` must be a mapping, received {raw!r} of type "
+                        f"{type(raw).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise ValueError(f"Unknown key `{prefix + '.' if prefix else ''}{unknown[0]}`; "
+                         f"valid keys of `{where}` are {sorted(fields)}")
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for name, value in raw.items():
+        key = f"{prefix}.{name}" if prefix else name
+        tp = hints[name]
+        if dataclasses.is_dataclass(tp):
+            values[name] = _build(tp, value, key)
+        else:
+            values[name] = _check_value(key, tp, value, dict(fields[name].metadata))
+    obj = cls(**values)
+    _check_cross(obj, prefix)
+    return obj
+
+
+def _check_cross(obj: Any, prefix: str) -> None:
+    """Constraints that involve more than one value."""
+    if isinstance(obj, DataConfig):
+        size = obj.image_size
+        if len(size) != 2 or not all(isinstance(s, int) and s > 0 for s in size):
+            raise ValueError(f"`{prefix}.image_size` must be [height, width] of two positive "
+                             f"integers, received {size!r}")
+    if isinstance(obj, ModelConfig):
+        _check_model_tying(obj, prefix)
+
+
+def _check_model_tying(model: ModelConfig, prefix: str) -> None:
+    """Tying that the widths forbid (model construction checks the same, and more)."""
+    for key in ("tie_levels", "tie_decoder"):
+        if getattr(model, key) and model.width_multiplier != 1 and model.depth > 1:
+            raise ValueError(f"`{prefix}.{key}: true` needs one width for every level: "
+                             f"`{prefix}.width_multiplier` must be 1, received "
+                             f"{model.width_multiplier}")
+    if model.tie_levels and not model.level_projection:
+        first = model.in_channels + (model.num_classes if model.num_recurrences > 1 else 0)
+        if first != model.base_filters or model.param_budget or model.memory_budget_mb:
+            raise ValueError(f"`{prefix}.tie_levels: true` without "
+                             f"`{prefix}.level_projection` needs level 0's input ({first} "
+                             f"channels) to have `{prefix}.base_filters` = "
+                             f"{model.base_filters} channels, fixed (no budget); set "
+                             f"`{prefix}.level_projection: true`")
+
+
+def _check_model_fits_data(config: Config) -> None:
+    factor = 2 ** (config.model.depth - 1)
+    for key in ("image_size", "patch_size"):
+        size = getattr(config.data, key)
+        if size is not None and any(side % factor for side in size):
+            raise ValueError(
+                f"`data.{key}` must be divisible by 2**(model.depth - 1) = {factor} "
+                f"(model.depth = {config.model.depth}), received {size}")
+
+
+def implied_num_classes(data: DataConfig) -> int:
+    """Model outputs the data calls for: 1 (sigmoid) for binary masks, else K + 1.
+
+    Binary data is Kvasir-SEG, DRIVE, and a folder without ``label_map`` or whose
+    ``label_map`` has two classes (the pipeline then gives float masks in {0, 1});
+    a ``label_map`` with classes 0..K, K >= 2, calls for ``K + 1`` softmax outputs.
+    """
+    if data.label_map is None:
+        return 1
+    classes = max(data.label_map.values()) + 1
+    return 1 if classes == 2 else classes
+
+
+def _check_model_classes(config: Config) -> None:
+    data, expected = config.data, implied_num_classes(config.data)
+    if config.model.num_classes == expected:
+        return
+    if data.label_map is None:
+        why = (f"binary masks (`data.name` = {data.name!r}, `data.label_map` = null) "
+               f"need one sigmoid output")
+    elif expected == 1:
+        why = (f"`data.label_map` = {data.label_map} has two classes (binary masks), "
+               f"which need one sigmoid output")
+    else:
+        why = (f"`data.label_map` = {data.label_map} has classes 0..{expected - 1} "
+               f"(background and {expected - 1} foreground classes), one softmax "
+               f"output each")
+    raise ValueError(f"`model.num_classes` must be {expected}: {why}; received "
+                     f"`model.num_classes` = {config.model.num_classes}")
+
