@@ -4,7 +4,8 @@ The archive is read from ``../shared/data/kvasir-seg.zip`` (relative to the repo
 root). Building the TFDS data takes about 20 s on 2 CPU cores for each; it happens once per
 session, in a temporary folder, or in ``$SEGTIE_TEST_TFDS_DIR`` when that is set
 (then it is reused across sessions; delete the folder after changing the builder).
-Tests that need the archive are skipped, with the reason, when it is absent.
+Tests that need an archive are skipped, with the reason, when it is absent (they
+fail instead under ``SEGTIE_REQUIRE_DATA=1``, as in CI; see ``realdata.py``).
 """
 
 import os
@@ -16,7 +17,8 @@ from segtie.config import DataConfig
 from segtie.datasets import drive
 from segtie.datasets.kvasir_seg import ARCHIVE_NAME, MANUAL_DIR_ENV, prepare_kvasir_seg
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+from realdata import SHARED_DATA, require_archive
+
 KVASIR_ARCHIVE = SHARED_DATA / ARCHIVE_NAME
 DRIVE_ARCHIVE = SHARED_DATA / drive.ARCHIVE_NAME
 TFDS_DIR_ENV = "SEGTIE_TEST_TFDS_DIR"
@@ -25,10 +27,7 @@ TFDS_DIR_ENV = "SEGTIE_TEST_TFDS_DIR"
 @pytest.fixture(scope="session")
 def kvasir_archive() -> Path:
     """Path of the real ``kvasir-seg.zip``; skips the test when it is absent."""
-    if not KVASIR_ARCHIVE.is_file():
-        pytest.skip(f"Real Kvasir-SEG archive not found at {KVASIR_ARCHIVE}; put "
-                    f"{ARCHIVE_NAME} in {SHARED_DATA} to run this test")
-    return KVASIR_ARCHIVE
+    return require_archive(KVASIR_ARCHIVE)
 
 
 @pytest.fixture(scope="session")
@@ -55,10 +54,7 @@ def kvasir_data_config(kvasir_tfds_dir) -> DataConfig:
 @pytest.fixture(scope="session")
 def drive_archive() -> Path:
     """Path of the real ``DRIVE.zip``; skips the test when it is absent."""
-    if not DRIVE_ARCHIVE.is_file():
-        pytest.skip(f"Real DRIVE archive not found at {DRIVE_ARCHIVE}; put "
-                    f"{drive.ARCHIVE_NAME} in {SHARED_DATA} to run this test")
-    return DRIVE_ARCHIVE
+    return require_archive(DRIVE_ARCHIVE)
 
 
 @pytest.fixture(scope="session")

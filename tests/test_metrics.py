@@ -3,7 +3,6 @@
 import io
 import math
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,9 +10,10 @@ from PIL import Image
 from scipy import ndimage
 from scipy.spatial.distance import cdist
 
+from realdata import SHARED_DATA, require_archive
 from segtie import metrics
 
-KVASIR_ZIP = Path(__file__).resolve().parents[2] / "shared" / "data" / "kvasir-seg.zip"
+KVASIR_ZIP = SHARED_DATA / "kvasir-seg.zip"
 
 
 def square(shape, top, left, side):
@@ -269,8 +269,7 @@ def test_summarize_skips_nan():
 
 def load_masks(count, step=4):
     """The first ``count`` Kvasir-SEG masks (sorted), binarized, subsampled by ``step``."""
-    if not KVASIR_ZIP.is_file():
-        pytest.skip(f"Kvasir-SEG archive not found at {KVASIR_ZIP}")
+    require_archive(KVASIR_ZIP)
     with zipfile.ZipFile(KVASIR_ZIP) as zf:
         names = sorted(n for n in zf.namelist()
                        if n.startswith("Kvasir-SEG/masks/") and n.endswith(".jpg"))[:count]
@@ -371,8 +370,7 @@ DRIVE_ZIP = KVASIR_ZIP.with_name("DRIVE.zip")
 
 def load_drive(index=1):
     """DRIVE test image ``index``: 1st observer, 2nd observer, field of view (bool)."""
-    if not DRIVE_ZIP.is_file():
-        pytest.skip(f"DRIVE archive not found at {DRIVE_ZIP}")
+    require_archive(DRIVE_ZIP)
     names = (f"DRIVE/test/1st_manual/{index:02d}_manual1.gif",
              f"DRIVE/test/2nd_manual/{index:02d}_manual2.gif",
              f"DRIVE/test/mask/{index:02d}_test_mask.gif")
