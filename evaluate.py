@@ -6,7 +6,8 @@
 Writes per_case.csv, summary.json, overlay PNGs (first cases; best, median and worst
 by Dice) and a Dice box plot to ``<eval.output_dir>/<run name>/``, logs them to an
 MLflow evaluation run tagged with the training run it evaluates, and prints the
-summary table. Inference (sliding window, mirroring TTA, largest component), spacing,
+summary table. Inference (sliding window, mirroring TTA, largest component), spacing
+(``eval.spacing``, else the dataset's ``data.spacing``; pixels when neither is set),
 NSD tolerance and the bootstrap come from the config's ``eval`` group; the number of
 classes from ``model.num_classes`` (multi-class: argmax, per-class metrics).
 
@@ -127,7 +128,8 @@ def main(argv=None) -> int:
                             **{f"eval.{k}": v for k, v in vars(ev).items()}})
         rows, summary = evaluate(
             model, _cases(dataset), config.data.image_size, ev.threshold, out_dir,
-            ev.num_overlays, ev.spacing, inference_options=inference_options(config),
+            ev.num_overlays, ev.spacing or config.data.spacing,
+            inference_options=inference_options(config),
             nsd_tolerance=ev.nsd_tolerance, largest_component=ev.largest_component,
             keep_probabilities=ev.keep_probabilities or fov,
             accuracy=ev.accuracy or fov, bootstrap_samples=ev.bootstrap_samples,
