@@ -63,39 +63,6 @@ def bce_loss(y_true, logits):
 
 
 @keras.saving.register_keras_serializable(package="segtie")
-class DiceBCELoss(keras.losses.Loss):
-    """``dice_weight * soft Dice + bce_weight * BCE``, from logits (binary only).
-
-    Training compiles :class:`DiceCELoss`, which equals this for one logit channel;
-    this class stays so that checkpoints compiled with it still load.
-
-    Args:
-        dice_weight: float >= 0.
-        bce_weight: float >= 0.
-
-    Raises:
-        ValueError: a negative weight, or both zero.
-    """
-
-    def __init__(self, dice_weight=1.0, bce_weight=1.0, name="dice_bce", **kwargs):
-        super().__init__(name=name, **kwargs)
-        if dice_weight < 0 or bce_weight < 0 or dice_weight + bce_weight == 0:
-            raise ValueError("`dice_weight` and `bce_weight` must be >= 0 and not both 0, "
-                             f"received {dice_weight!r} and {bce_weight!r}")
-        self.dice_weight = float(dice_weight)
-        self.bce_weight = float(bce_weight)
-
-    def call(self, y_true, y_pred):
-        return (self.dice_weight * soft_dice_loss(y_true, y_pred)
-                + self.bce_weight * bce_loss(y_true, y_pred))
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(dice_weight=self.dice_weight, bce_weight=self.bce_weight)
-        return config
-
-
-@keras.saving.register_keras_serializable(package="segtie")
 class DiceCELoss(keras.losses.Loss):
     """``dice_weight * soft Dice + ce_weight * cross-entropy``, binary or multi-class.
 
@@ -135,6 +102,31 @@ class DiceCELoss(keras.losses.Loss):
     def get_config(self):
         config = super().get_config()
         config.update(dice_weight=self.dice_weight, ce_weight=self.ce_weight)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="segtie")
+class DiceBCELoss(DiceCELoss):
+    """``dice_weight * soft Dice + bce_weight * BCE``, from logits (binary only).
+
+    Training compiles :class:`DiceCELoss`, which equals this for one logit channel;
+    this class stays so that checkpoints compiled with it still load.
+
+    Args:
+        dice_weight: float >= 0.
+        bce_weight: float >= 0.
+
+    Raises:
+        ValueError: a negative weight, or both zero.
+    """
+
+    def __init__(self, dice_weight=1.0, bce_weight=1.0, name="dice_bce", **kwargs):
+        super().__init__(dice_weight, bce_weight, name=name, **kwargs)
+        self.bce_weight = self.ce_weight
+
+    def get_config(self):
+        config = super().get_config()
+        config["bce_weight"] = config.pop("ce_weight")
         return config
 
 
