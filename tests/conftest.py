@@ -11,6 +11,8 @@ fail instead under ``SEGTIE_REQUIRE_DATA=1``, as in CI; see ``realdata.py``).
 import os
 from pathlib import Path
 
+import keras
+import numpy as np
 import pytest
 
 from segtie.config import DataConfig
@@ -73,3 +75,16 @@ def drive_data_config(drive_tfds_dir) -> DataConfig:
     """:class:`DataConfig` for the prepared DRIVE build (``name: drive``)."""
     return DataConfig(name="drive", data_dir=str(drive_tfds_dir),
                       manual_dir=str(SHARED_DATA))
+
+
+@pytest.fixture(scope="session")
+def channel0_model():
+    """A known model: one 1x1 convolution with logits = 10 * (channel0 - 0.5).
+
+    Any input size; a pixel's logit depends only on that pixel's first channel.
+    """
+    net = keras.Sequential([keras.Input((None, None, 3)), keras.layers.Conv2D(1, 1)])
+    kernel = np.zeros((1, 1, 3, 1), np.float32)
+    kernel[0, 0, 0, 0] = 10.0
+    net.layers[0].set_weights([kernel, np.array([-5.0], np.float32)])
+    return net

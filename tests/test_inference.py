@@ -11,13 +11,9 @@ from segtie.inference import InferenceOptions
 
 
 @pytest.fixture(scope="module")
-def conv_model():
-    """1x1 convolution with logits = 10 * (channel0 - 0.5): translation-equivariant."""
-    net = keras.Sequential([keras.Input((None, None, 3)), keras.layers.Conv2D(1, 1)])
-    kernel = np.zeros((1, 1, 3, 1), np.float32)
-    kernel[0, 0, 0, 0] = 10.0
-    net.layers[0].set_weights([kernel, np.array([-5.0], np.float32)])
-    return net
+def conv_model(channel0_model):
+    """Translation- and mirror-equivariant: each pixel's logit depends on it alone."""
+    return channel0_model
 
 
 class TileIndexModel:
