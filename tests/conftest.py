@@ -26,6 +26,17 @@ DRIVE_ARCHIVE = SHARED_DATA / drive.ARCHIVE_NAME
 TFDS_DIR_ENV = "SEGTIE_TEST_TFDS_DIR"
 
 
+def _prepare(prepare_fn, archive: Path, tmp_path_factory, name: str) -> Path:
+    """Build a TFDS dataset from the shared ``archive`` into ``$SEGTIE_TEST_TFDS_DIR``
+    (reused across sessions) or a fresh temporary folder ``name``."""
+    env = os.environ.get(TFDS_DIR_ENV)
+    data_dir = Path(env) if env else tmp_path_factory.mktemp(name)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv(MANUAL_DIR_ENV, raising=False)  # build from the shared archive
+        prepare_fn(data_dir, archive.parent)
+    return data_dir
+
+
 @pytest.fixture(scope="session")
 def kvasir_archive() -> Path:
     """Path of the real ``kvasir-seg.zip``; skips the test when it is absent."""
@@ -35,12 +46,7 @@ def kvasir_archive() -> Path:
 @pytest.fixture(scope="session")
 def kvasir_tfds_dir(kvasir_archive, tmp_path_factory) -> Path:
     """A TFDS data folder holding the prepared ``kvasir_seg`` dataset (built once)."""
-    env = os.environ.get(TFDS_DIR_ENV)
-    data_dir = Path(env) if env else tmp_path_factory.mktemp("tfds")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.delenv(MANUAL_DIR_ENV, raising=False)  # build from the shared archive
-        prepare_kvasir_seg(data_dir, kvasir_archive.parent)
-    return data_dir
+    return _prepare(prepare_kvasir_seg, kvasir_archive, tmp_path_factory, "tfds")
 
 
 @pytest.fixture(scope="session")
@@ -62,12 +68,7 @@ def drive_archive() -> Path:
 @pytest.fixture(scope="session")
 def drive_tfds_dir(drive_archive, tmp_path_factory) -> Path:
     """A TFDS data folder holding the prepared ``drive`` dataset (built once)."""
-    env = os.environ.get(TFDS_DIR_ENV)
-    data_dir = Path(env) if env else tmp_path_factory.mktemp("tfds_drive")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.delenv(MANUAL_DIR_ENV, raising=False)  # build from the shared archive
-        drive.prepare_drive(data_dir, drive_archive.parent)
-    return data_dir
+    return _prepare(drive.prepare_drive, drive_archive, tmp_path_factory, "tfds_drive")
 
 
 @pytest.fixture(scope="session")
