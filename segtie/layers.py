@@ -31,7 +31,8 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
-NORMS = ("batch", "instance", "none")
+from segtie.norms import NORMS, make_norm
+
 
 
 def check_int(name: str, value, low: int) -> None:
@@ -75,8 +76,9 @@ class RecurrentConvBlock(layers.Layer):
     Args:
         filters: int, output channels ``F``.
         num_iterations: int >= 1, uses of the tied kernel.
-        norm: ``"batch"``, ``"instance"`` (``GroupNormalization(groups=-1)``, 2F
-            weights, no running statistics) or ``"none"``. Instance norm is the
+        norm: ``"batch"`` (:class:`~segtie.norms.FusedBatchNormalization`),
+            ``"instance"`` (``GroupNormalization(groups=-1)``, 2F weights, no
+            running statistics) or ``"none"``; see :func:`segtie.norms.make_norm`. Instance norm is the
             default of segtie's configs: a batch norm shared by the uses of a tied
             kernel averages their different statistics into one moving mean, so
             inference differs from training (measured: erratic validation Dice on
@@ -129,11 +131,7 @@ class RecurrentConvBlock(layers.Layer):
         self.recompute = recompute
 
     def _make_norm(self, name):
-        if self.norm == "batch":
-            return layers.BatchNormalization(name=name)
-        if self.norm == "instance":  # no running statistics: same behaviour in training and inference
-            return layers.GroupNormalization(groups=-1, name=name)
-        return layers.Identity(name=name)
+        return make_norm(self.norm, name)
 
     def build(self, input_shape):
         conv = dict(kernel_size=3, padding="same", kernel_initializer="he_normal")
