@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import contextlib
-import resource
 import sys
 import time
 import warnings
@@ -70,45 +69,31 @@ def conv_profile(model: keras.Model, image_size) -> dict:
             "effective_params": profile.effective_parameters(uses)}
 
 
-def _proc_kb(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise OSError(f"{field} not in /proc/self/status")
-
-
 @contextlib.contextmanager
 def peak_memory(result: dict):
-    """Record in ``result["peak_mb"]`` the peak memory of the enclosed code.
+    """Record in ``result["peak_mb"]`` TensorFlow's allocator peak during the enclosed code.
 
-    GPU: TensorFlow's allocator peak (weights and optimizer state included). CPU:
-    the rise of the peak resident memory (Linux ``VmHWM``, reset on entry) over the
-    resident memory on entry; it includes tracing and memory the allocator keeps.
-    ``result["memory_how"]`` says which.
+    ``tf.config.experimental.get_memory_info`` of the first GPU, else of ``CPU:0``:
+    live tensors (weights and optimizer state included) at their highest point.
+    ``result["memory_how"]`` says which device.
     """
     gpus = tf.config.list_logical_devices("GPU")
-    if gpus:
-        tf.config.experimental.reset_memory_stats(gpus[0].name)
-        yield
-        peak = tf.config.experimental.get_memory_info(gpus[0].name)["peak"]
-        result.update(peak_mb=peak / profile.MEGABYTE,
-                      memory_how=f"GPU allocator peak ({gpus[0].name})")
-        return
-    try:
-        Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM
-        before, field = _proc_kb("VmRSS"), "VmHWM"
-        how = "CPU: rise of peak RSS (VmHWM) over RSS before training, incl. tracing"
-    except OSError:  # not Linux: the lifetime peak, which may predate the block
-        before, field = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, None
-        how = "CPU: rise of lifetime peak RSS (ru_maxrss)"
+    device = gpus[0].name if gpus else "CPU:0"
+    tf.config.experimental.reset_memory_stats(device)
     yield
-    peak = _proc_kb(field) if field else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    result.update(peak_mb=max(0, peak - before) * 1024 / profile.MEGABYTE, memory_how=how)
+    peak = tf.config.experimental.get_memory_info(device)["peak"]
+    result.update(peak_mb=peak / profile.MEGABYTE,
+                  memory_how=f"TensorFlow allocator peak on {device} over the timed "
+                             f"training steps (tracing not included)")
 
 
 def _rate(step, batch: int, warmup: int, steps: int) -> float:
     for _ in range(warmup):
         step()
+    return _timed(step, batch, steps)
+
+
+def _timed(step, batch: int, steps: int) -> float:
     start = time.perf_counter()
     for _ in range(steps):
         step()  # returns NumPy values: the step has finished
@@ -119,8 +104,8 @@ def measure_training(model: keras.Model, images, masks, warmup: int, steps: int)
     """Train and predict ``model`` on fixed arrays; images/s and peak training memory.
 
     The model is compiled with Adam (learning rate 1e-3) and binary cross-entropy on
-    logits (``jit_compile="auto"``: XLA on GPU, not on CPU). The peak covers the
-    warm-up (tracing included) and timed training steps.
+    logits (``jit_compile="auto"``: XLA on GPU, not on CPU). The peak memory covers
+    the timed training steps (after the warm-up, so tracing is not included).
 
     Returns:
         dict: ``train_images_per_s``, ``infer_images_per_s``, ``peak_mb``,
@@ -129,9 +114,11 @@ def measure_training(model: keras.Model, images, masks, warmup: int, steps: int)
     model.compile(optimizer=keras.optimizers.Adam(1e-3),
                   loss=keras.losses.BinaryCrossentropy(from_logits=True))
     batch, result = len(images), {}
+    train = lambda: model.train_on_batch(images, masks)  # noqa: E731
+    for _ in range(warmup):
+        train()
     with peak_memory(result):
-        result["train_images_per_s"] = _rate(lambda: model.train_on_batch(images, masks),
-                                              batch, warmup, steps)
+        result["train_images_per_s"] = _timed(train, batch, steps)
     result["infer_images_per_s"] = _rate(lambda: model.predict_on_batch(images),
                                          batch, warmup, steps)
     result["jit_compile"] = bool(model.jit_compile)

@@ -3,7 +3,7 @@
     pip install -r requirements-bench.txt      # keras-unet-collection, benchmark only
     nice -n 19 python benchmarks/bench_tying.py [--image-size 128] [--batch 8] \
         [--base-filters 16] [--depth 4] [--num-iterations 2] [--steps 10] [--warmup 2] \
-        [--json results.json]
+        [--rounds 3] [--json results.json]
 
 Builds, in one process, on the same random batch (seed 0; images ``(batch, S, S, 3)``
 uniform in [0, 1), masks ``(batch, S, S, 1)`` in {0, 1}) and at the same level
@@ -31,9 +31,10 @@ unique and effective parameters (effective counts a tied weight once per use),
 multiply-accumulates, every use counted; bias, norm, activations not counted),
 training and inference images/s (``train_on_batch`` with Adam and binary
 cross-entropy on logits / ``predict_on_batch``, after ``--warmup`` steps, over
-``--steps``), peak memory of training (see ``_common.peak_memory``: GPU allocator
-peak, or on CPU the rise of peak RSS including tracing, measured in the same
-process one model after another, after a throwaway run of the first model), and
+``--steps``; the median of ``--rounds`` rounds, each running every model in
+turn, so that a busy spell of a shared machine does not fall on one model), peak
+memory of the timed training steps (TensorFlow's allocator peak on the GPU or
+``CPU:0``, see ``_common.peak_memory``; round 1's), and
 achieved training GFLOP/s = ``3 x forward FLOPs x training images/s`` (the
 convention that the backward pass costs twice the forward) as a percentage of the
 float32 ``tf.matmul`` rate of a ``--matmul-size`` square product, measured in the
@@ -47,6 +48,7 @@ import gc
 import json
 import os
 import platform
+import statistics
 import sys
 from pathlib import Path
 
@@ -126,6 +128,24 @@ def benchmark(name: str, build, images, masks, args) -> dict:
     return row
 
 
+def median_rates(rounds: list) -> list:
+    """Round 1's rows with images/s (and GFLOP/s) replaced by the median over rounds.
+
+    The rounds run every model in turn, so a slow spell of a shared machine lands on
+    one round of each model rather than on all the steps of one. Peak memory is round
+    1's (the allocator's peak does not depend on the machine's load).
+    """
+    rows = []
+    for results in zip(*rounds):
+        row = dict(results[0])
+        if "error" not in row:
+            for key in ("train_images_per_s", "infer_images_per_s", "train_gflops_per_s"):
+                row[key] = statistics.median(r[key] for r in results)
+                row[key + "_rounds"] = [r[key] for r in results]
+        rows.append(row)
+    return rows
+
+
 def format_rows(rows: list, peak: float) -> list:
     """Table cells of each result row."""
     cells = []
@@ -166,6 +186,9 @@ def parse_args(argv=None):
     parser.add_argument("--num-iterations", type=int, default=2, help="N: uses per kernel")
     parser.add_argument("--steps", type=int, default=10, help="timed steps per model")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="times the whole set of models is run, one model after "
+                             "another; rates are the median over rounds")
     parser.add_argument("--peer-recur-num", type=int, default=None,
                         help="r2_unet_2d recur_num (default N-1: N 3x3 uses per layer)")
     parser.add_argument("--peer-stack-num", type=int, default=1,
@@ -177,8 +200,8 @@ def parse_args(argv=None):
     if args.image_size % 2 ** (args.depth - 1):
         parser.error(f"--image-size must be divisible by 2**(depth-1) = "
                      f"{2 ** (args.depth - 1)}, received {args.image_size}")
-    if args.num_iterations < 1 or args.steps < 1 or args.warmup < 1:
-        parser.error("--num-iterations, --steps and --warmup must be >= 1")
+    if min(args.num_iterations, args.steps, args.warmup, args.rounds) < 1:
+        parser.error("--num-iterations, --steps, --warmup and --rounds must be >= 1")
     return args
 
 
@@ -197,7 +220,9 @@ def main(argv=None) -> int:
     # memory) do not fall on the first row.
     quick = argparse.Namespace(**{**vars(args), "warmup": 1, "steps": 1})
     benchmark("throwaway", next(iter(builders.values())), images, masks, quick)
-    rows = [benchmark(name, build, images, masks, args) for name, build in builders.items()]
+    rounds = [[benchmark(name, build, images, masks, args) for name, build in builders.items()]
+              for _ in range(args.rounds)]
+    rows = median_rates(rounds)
     peak = max(peak, matmul_peak_gflops(args.matmul_size))
     measured = [r for r in rows if "error" not in r]
     how = measured[0]["memory_how"] if measured else "-"
@@ -205,7 +230,8 @@ def main(argv=None) -> int:
     print(f"\nTied vs. untied U-Nets: {device_description()}; TF {tf.__version__}, Keras "
           f"{keras.__version__}, XLA {jit}; image {args.image_size}x{args.image_size}, "
           f"batch {args.batch}, widths {level_widths(args.base_filters, 2, args.depth)}, "
-          f"N={args.num_iterations}; {args.warmup} warm-up + {args.steps} timed steps.")
+          f"N={args.num_iterations}; {args.warmup} warm-up + {args.steps} timed steps, "
+          f"median of {args.rounds} rounds.")
     print(f"float32 matmul peak ({args.matmul_size}^2): {peak:.1f} GFLOP/s. Train GFLOP/s "
           f"= 3 x forward FLOPs x train img/s. Peak memory: {how}.\n")
     print(markdown_table(HEADER, format_rows(rows, peak)))

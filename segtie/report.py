@@ -12,13 +12,10 @@ prints, for the config's model at its training batch and image size
 - FLOPs per image (``2 x`` convolution multiply-accumulates, every use counted);
 - the activation memory estimate with and without ``recompute`` and the
   training-step estimate (:mod:`segtie.models.profile`);
-- the measured peak memory of one training step (``--no-measure`` skips it). On a
-  GPU this is TensorFlow's allocator peak (``tf.config.experimental.get_memory_info``,
-  weights and optimizer state included). On CPU TensorFlow keeps no such count, so
-  it is the rise of the process's peak resident memory (Linux ``VmHWM``, reset
-  before the step) over the resident memory just before it, during the first
-  training step: it includes tracing the step function and memory the allocator
-  keeps, and is an approximation.
+- the measured peak memory of one training step (``--no-measure`` skips it):
+  TensorFlow's allocator peak (``tf.config.experimental.get_memory_info``, on the
+  GPU or on ``CPU:0``) during the second step, weights and optimizer state included,
+  tracing not (see :func:`allocator_peak`).
 
 :func:`resource_figures` returns the same figures as a dict of numbers for MLflow.
 """
@@ -28,7 +25,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import resource
 import tempfile
 from pathlib import Path
 
@@ -53,13 +49,6 @@ def model_file_bytes(model: keras.Model) -> int:
         return path.stat().st_size
 
 
-def _proc_status_kb(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise OSError(f"{field} not in /proc/self/status")
-
-
 def train_size(config: cfg.Config) -> list:
     """``[H, W]`` of a training batch: ``data.patch_size`` if set, else ``data.image_size``."""
     return list(config.data.patch_size or config.data.image_size)
@@ -82,25 +71,34 @@ def measure_step_peak(config: cfg.Config) -> tuple:
     classes = config.model.num_classes
     y = ((rng.random((batch, height, width, 1)) > 0.5).astype("float32") if classes == 1
          else rng.integers(0, classes, (batch, height, width, 1)).astype("int32"))
+    return allocator_peak(lambda: trainer.train_on_batch(x, y))
+
+
+def allocator_peak(step) -> tuple:
+    """Peak bytes TensorFlow's allocator holds during the second call of ``step``.
+
+    The first call traces the step function and creates the optimizer's slots; the
+    allocator's peak is then reset and ``step`` runs again, so the figure is the
+    memory of one step (weights, optimizer slots, activations and temporaries), not
+    of tracing. Device: the first GPU, else ``CPU:0``.
+
+    Returns:
+        ``(bytes, how)``: the figure and a sentence saying what was measured.
+
+    Raises:
+        RuntimeError: TensorFlow keeps no memory statistics for the device.
+    """
     gpus = tf.config.list_logical_devices("GPU")
-    if gpus:
-        trainer.train_on_batch(x, y)  # trace and build the optimizer first
-        tf.config.experimental.reset_memory_stats(gpus[0].name)
-        trainer.train_on_batch(x, y)
-        peak = tf.config.experimental.get_memory_info(gpus[0].name)["peak"]
-        return int(peak), f"GPU allocator peak of one training step on {gpus[0].name}"
+    device = gpus[0].name if gpus else "CPU:0"
+    step()
     try:
-        Path("/proc/self/clear_refs").write_text("5")  # reset the peak RSS (VmHWM)
-        before = _proc_status_kb("VmRSS")
-        trainer.train_on_batch(x, y)
-        peak = _proc_status_kb("VmHWM")
-        how = "CPU: rise of peak RSS over the first training step (incl. tracing)"
-    except OSError:  # no /proc (not Linux): the lifetime peak, which may predate the step
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        trainer.train_on_batch(x, y)
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        how = "CPU: rise of the lifetime peak RSS (ru_maxrss) over the first training step"
-    return max(0, peak - before) * 1024, how
+        tf.config.experimental.reset_memory_stats(device)
+    except ValueError as error:  # an allocator without statistics
+        raise RuntimeError(f"TensorFlow keeps no memory statistics for {device}: "
+                           f"{error}") from error
+    step()
+    peak = tf.config.experimental.get_memory_info(device)["peak"]
+    return int(peak), f"TensorFlow allocator peak of one training step on {device}"
 
 
 def resource_figures(model: keras.Model, config: cfg.Config, measure: bool = True) -> dict:

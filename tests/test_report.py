@@ -1,9 +1,6 @@
 """The resource report: figures checked by hand, by the untied copy and by the CLI."""
 
-import re
-import subprocess
-import sys
-from pathlib import Path
+import dataclasses
 
 import pytest
 
@@ -57,18 +54,18 @@ def test_resource_figures_and_the_effect_of_recompute():
     assert compared[False] == pytest.approx(figures["activation_mb_estimate"])
 
 
-def test_measured_step_peak_is_positive(tmp_path):
-    # In a fresh process, as the CLI measures: inside a long test session the
-    # allocator may reuse freed memory, and the RSS rise of a tiny step can be 0.
-    path = tmp_path / "tiny.yaml"
-    path.write_text(cfg.dump_yaml(_config(depth=1)))
-    out = subprocess.run([sys.executable, "-m", "segtie.report", "--config", str(path)],
-                         capture_output=True, text=True, check=True,
-                         cwd=Path(__file__).resolve().parents[1]).stdout
-    match = re.search(r"measured step peak\s+([0-9.]+)\s+MB \((.*)\)", out)
-    assert match, out
-    assert float(match.group(1)) > 0
-    assert "training step" in match.group(2)
+def test_measured_step_peak_holds_the_weights_and_shrinks_with_recompute():
+    config = cfg.from_dict({"data": {"image_size": [64, 64], "batch_size": 4},
+                            "model": {"base_filters": 8, "depth": 3}})
+    off, how = report.measure_step_peak(config)
+    on, _ = report.measure_step_peak(dataclasses.replace(
+        config, model=dataclasses.replace(config.model, recompute=True)))
+    model = build_model(config.model)
+    weights_and_adam_slots = 3 * 4 * model.count_params()  # float32 weights, m and v
+    activations = report.resource_figures(model, config, measure=False)
+    assert off > weights_and_adam_slots + activations["activation_mb_estimate"] * 2 ** 20
+    assert weights_and_adam_slots < on < 0.8 * off
+    assert "allocator peak of one training step on CPU:0" in how
 
 
 def test_cli_prints_every_figure(tmp_path, capsys):
