@@ -42,6 +42,16 @@ def check_int(name: str, value, low: int) -> None:
                          f"of type {type(value).__name__}")
 
 
+def _concatenated_shape(input_shape) -> tuple:
+    """The shape of a tensor, or of a list of tensors concatenated on the last axis."""
+    if isinstance(input_shape, (list, tuple)) and input_shape and isinstance(
+            input_shape[0], (list, tuple)):
+        channels = [shape[-1] for shape in input_shape]
+        total = None if None in channels else sum(channels)
+        return tuple(input_shape[0][:-1]) + (total,)
+    return tuple(input_shape)
+
+
 @keras.saving.register_keras_serializable(package="segtie")
 class RecurrentConvBlock(layers.Layer):
     """A U-Net block whose second convolution is one kernel used ``num_iterations`` times.
@@ -102,7 +112,10 @@ class RecurrentConvBlock(layers.Layer):
 
     Shapes:
         input ``(batch, height, width, C_in)`` -> output ``(batch, height, width, F)``.
-        ``C_in`` must be the same at every call site.
+        ``C_in`` must be the same at every call site. The input may also be a list of
+        tensors (a decoder's up-sampled features and its skip connection), which the
+        block concatenates on the channel axis inside the recomputed region, so that
+        with ``recompute`` the concatenation is not stored either.
 
     Raises:
         ValueError: ``filters``, ``num_iterations`` or ``num_uses`` < 1, unknown
@@ -134,6 +147,7 @@ class RecurrentConvBlock(layers.Layer):
         return make_norm(self.norm, name)
 
     def build(self, input_shape):
+        input_shape = _concatenated_shape(input_shape)
         conv = dict(kernel_size=3, padding="same", kernel_initializer="he_normal")
         self.entry_conv = layers.Conv2D(self.filters, name="entry_conv", **conv)
         self.entry_norm = self._make_norm("entry_norm")
@@ -173,7 +187,8 @@ class RecurrentConvBlock(layers.Layer):
     def call(self, inputs, training=None, use=0):
         entry_norm, norms = self.norms_for(use)
 
-        def forward(x):
+        def forward(*parts):
+            x = parts[0] if len(parts) == 1 else ops.concatenate(parts, axis=-1)
             x0 = keras.ops.relu(entry_norm(self.entry_conv(x), training=training))
             h = None
             for t in range(self.num_iterations):
@@ -182,13 +197,14 @@ class RecurrentConvBlock(layers.Layer):
                 h = keras.ops.relu(norm(h, training=training))
             return h
 
-        h = keras.remat(forward)(inputs) if self.recompute else forward(inputs)
+        parts = tuple(inputs) if isinstance(inputs, (list, tuple)) else (inputs,)
+        h = keras.remat(forward)(*parts) if self.recompute else forward(*parts)
         if self.drop is not None:
             h = self.drop(h, training=training)
         return h
 
     def compute_output_shape(self, input_shape):
-        return tuple(input_shape[:-1]) + (self.filters,)
+        return tuple(_concatenated_shape(input_shape)[:-1]) + (self.filters,)
 
     def get_config(self):
         config = super().get_config()

@@ -120,7 +120,6 @@ class _Net:
                        for i, f in enumerate(widths[:-1])]
             self.decoder = [RecurrentConvBlock(f, name=f"decoder_{i}{suffix}", **block)
                             for i, f in enumerate(widths[:-1])]
-        self.skip = [layers.Concatenate(name=f"skip_{i}{suffix}") for i in range(depth - 1)]
         self.gru = (ConvGRUCell(widths[-1], name=f"bottleneck_gru{suffix}")
                     if args["num_recurrences"] > 1 else None)
         self.state_init = ZeroState(widths[-1], name=f"state_init{suffix}")
@@ -146,7 +145,7 @@ class _Net:
                 state = self.state_init(x)
             x = state = self.gru([x, state])
         for i in reversed(range(len(self.decoder))):
-            x = self.skip[i]([self.up[i](x), skips[i]])
+            x = [self.up[i](x), skips[i]]  # concatenated inside the block
             x = self.decoder[i](x, use=i) if self.tie_decoder else self.decoder[i](x)
         return self.head(x), state
 
