@@ -19,12 +19,14 @@ table.
 """
 
 import argparse
+import dataclasses
 import logging
 import math
 import os
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # hide TensorFlow's C++ start-up banner
 
@@ -98,32 +100,44 @@ def _summary_metrics(summary: dict, prefix: str) -> dict:
     return out
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        config = checkpoints.resolve_config(args.checkpoint, args.config, args.overrides)
-        model = checkpoints.load_checkpoint(args.checkpoint, config.tracking.tracking_uri)
-        checkpoints.check_compatible(model, config.model, args.checkpoint)
-        dataset = build_eval_dataset(config.data, args.split)
-    except (ValueError, TypeError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+@dataclasses.dataclass
+class EvaluationResult:
+    """What :func:`run_evaluation` produced."""
 
+    summary: dict
+    out_dir: Path
+    train_run_id: Optional[str]
+    mlflow_run_id: Optional[str]
+
+
+def run_evaluation(model, config, dataset, split: str, checkpoint: str) -> EvaluationResult:
+    """Score ``model`` on ``dataset`` as ``config.eval`` says; log an MLflow eval run.
+
+    The reports go to ``<eval.output_dir>/eval-<data.name>-<split>-<time>/``; the run
+    is tagged with ``checkpoint`` and the training run that produced it.
+
+    Args:
+        model: a loaded checkpoint (images -> logits).
+        config: the whole config (``eval``, ``data``, ``model.num_classes``,
+            ``tracking``).
+        dataset: :func:`segtie.pipeline.build_eval_dataset` of ``split``.
+        split: ``"test"``, ``"validation"`` or ``"train"``; prefixes the metrics.
+        checkpoint: the checkpoint spec (a ``.keras`` path or an MLflow URI).
+    """
     ev, fov = config.eval, has_field_of_view(dataset)
     cardinality = int(dataset.cardinality().numpy())
     num_cases = cardinality if cardinality >= 0 else None
-    train_run = checkpoints.training_run_id(args.checkpoint, config.tracking.tracking_uri)
-    run_name = f"eval-{config.data.name}-{args.split}-{time.strftime('%Y%m%d-%H%M%S')}"
+    train_run = checkpoints.training_run_id(checkpoint, config.tracking.tracking_uri)
+    run_name = f"eval-{config.data.name}-{split}-{time.strftime('%Y%m%d-%H%M%S')}"
     out_dir = Path(config.eval.output_dir) / run_name
     tracker = Tracker(config.tracking.enabled, config.tracking.tracking_uri,
                       config.tracking.experiment or config.data.name)
     with tracker:
-        tracker.start(run_name, tags={"segtie.kind": "evaluate",
-                                      "segtie.checkpoint": args.checkpoint,
-                                      "segtie.train_run_id": train_run or "unknown",
-                                      "segtie.split": args.split})
-        tracker.log_params({"checkpoint": args.checkpoint, "split": args.split,
+        run_id = tracker.start(run_name, tags={"segtie.kind": "evaluate",
+                                               "segtie.checkpoint": checkpoint,
+                                               "segtie.train_run_id": train_run or "unknown",
+                                               "segtie.split": split})
+        tracker.log_params({"checkpoint": checkpoint, "split": split,
                             "image_size": config.data.image_size,
                             **{f"eval.{k}": v for k, v in vars(ev).items()}})
         rows, summary = evaluate(
@@ -135,13 +149,28 @@ def main(argv=None) -> int:
             accuracy=ev.accuracy or fov, bootstrap_samples=ev.bootstrap_samples,
             confidence_level=ev.confidence_level, seed=ev.seed, progress=True,
             num_cases=num_cases)
-        tracker.log_metrics(_summary_metrics(summary, args.split))
+        tracker.log_metrics(_summary_metrics(summary, split))
         if "second_observer" in summary:
             tracker.log_metrics(_summary_metrics(summary["second_observer"],
-                                                 f"{args.split}_second_observer"))
+                                                 f"{split}_second_observer"))
         tracker.set_tags({"segtie.distance_units": summary["distance_units"]})
         tracker.log_artifacts(out_dir)
-    print_table(summary, train_run or "unknown", out_dir)
+    return EvaluationResult(summary, out_dir, train_run, run_id)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = checkpoints.resolve_config(args.checkpoint, args.config, args.overrides)
+        model = checkpoints.load_checkpoint(args.checkpoint, config.tracking.tracking_uri)
+        checkpoints.check_compatible(model, config.model, args.checkpoint)
+        dataset = build_eval_dataset(config.data, args.split)
+    except (ValueError, TypeError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    result = run_evaluation(model, config, dataset, args.split, args.checkpoint)
+    print_table(result.summary, result.train_run_id or "unknown", result.out_dir)
     return 0
 
 

@@ -1,13 +1,16 @@
 """The fit loop and its callbacks.
 
 ``train(config)`` reads top to bottom: data -> model -> optimizer -> callbacks ->
-``model.fit`` -> best checkpoint -> tracking. Everything it writes lives in one
-run folder ``<train.output_dir>/<run name>/``:
+``model.fit`` -> best checkpoint -> tracking. ``train(config, model=...)`` trains a
+model built elsewhere (a peer architecture, for a comparison) with the very same
+data, loss, optimizer, schedule, callbacks and tracking. Everything it writes lives
+in one run folder ``<train.output_dir>/<run name>/``:
 
 - ``config.yaml``      the resolved config
 - ``best.keras``       the checkpoint with the best validation Dice (atomic writes)
 - ``history.csv``      per-epoch logs (Keras' CSVLogger)
-- ``run_info.json``    the MLflow run id and tracking URI, read by evaluate.py
+- ``run_info.json``    the MLflow run id, tracking URI and model source, read by
+                        evaluate.py
 - ``val_overlays.png`` image / ground truth / prediction for a few validation cases
 """
 
@@ -35,6 +38,7 @@ from segtie.tracking import MlflowCallback, Tracker, current_learning_rate
 
 logger = logging.getLogger(__name__)
 MONITOR = "val_dice"
+CONFIG_MODEL = "config"  # the `segtie.model_source` tag of a model built from config.model
 
 
 @dataclasses.dataclass
@@ -150,13 +154,37 @@ def _point_latest(run_dir: Path) -> None:
     os.replace(tmp, link)
 
 
-def train(config: cfg.Config) -> TrainResult:
-    """Train the model described by ``config``; see the module docstring for outputs.
+def train(config: cfg.Config, model: Optional[keras.Model] = None) -> TrainResult:
+    """Train the model described by ``config``, or ``model``; see the module docstring.
+
+    Args:
+        config: the whole config. With ``model`` given, ``config.model`` is not used
+            to build anything (it is still written to ``config.yaml`` and MLflow);
+            the data, loss, optimizer, schedule, callbacks and tracking are the same.
+        model: optional, a built (uncompiled or compiled: it is recompiled)
+            :class:`keras.Model` mapping images to logits, trained as it is (no deep
+            supervision wrapper). Its ``.keras`` checkpoint must load in Keras safe
+            mode (no ``Lambda`` layers), as the best one is reloaded. Its name is
+            logged as the MLflow tag ``segtie.model_source`` and in
+            ``run_info.json`` (``"config"`` for the config's model).
+
+    Shapes:
+        ``model``: images ``(batch, H, W, in_channels)`` float32 -> logits
+        ``(batch, H, W, num_classes)``, ``[H, W]`` = ``data.image_size`` (or
+        ``data.patch_size``).
+
+    Returns:
+        TrainResult: the run folder, best checkpoint, best validation Dice, epochs
+        run, training seconds, parameter count and MLflow run id.
 
     Raises:
         FileNotFoundError: the dataset archive is missing (the message says where to
             put it).
+        TypeError: ``model`` is not a ``keras.Model``.
     """
+    if model is not None and not isinstance(model, keras.Model):
+        raise TypeError(f"`model` must be a keras.Model or None, received "
+                        f"{type(model).__name__}")
     keras.utils.set_random_seed(config.train.seed)
     run_name = f"{config.data.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir = Path(config.train.output_dir) / run_name
@@ -167,22 +195,26 @@ def train(config: cfg.Config) -> TrainResult:
     val_ds = build_dataset(config.data, "validation", training=False)
     steps = _num_batches(train_ds)
 
-    # One output (the last pass's logits) to save; trained on every pass if recurrent.
-    model = build_training_model(build_model(
-        config.model, config.data.patch_size or config.data.image_size,
-        config.data.batch_size), config.model)
+    source = CONFIG_MODEL if model is None else model.name
+    if model is None:  # one output (the last pass's logits); trained on every pass
+        model = build_training_model(build_model(
+            config.model, config.data.patch_size or config.data.image_size,
+            config.data.batch_size), config.model)
     model.compile(optimizer=make_optimizer(config.train, steps),
                   loss=DiceCELoss(config.train.dice_weight, config.train.bce_weight),
                   metrics=[DiceMetric(threshold=config.eval.threshold)])
     num_params = model.count_params()
-    logger.info("Model %s: %d parameters, %d training batches per epoch", model.name,
+    logger.info("Model %s (from %s): %d parameters, %d training batches per epoch",
+                model.name, "the config" if source == CONFIG_MODEL else "the caller",
                 num_params, steps)
 
     tracker = Tracker(config.tracking.enabled, config.tracking.tracking_uri,
                       config.tracking.experiment or config.data.name)
-    run_id = tracker.start(run_name, tags={"segtie.kind": "train"})
+    run_id = tracker.start(run_name, tags={"segtie.kind": "train",
+                                           "segtie.model_source": source})
     (run_dir / "run_info.json").write_text(json.dumps(
-        {"mlflow_run_id": run_id, "tracking_uri": tracker.tracking_uri}, indent=2))
+        {"mlflow_run_id": run_id, "tracking_uri": tracker.tracking_uri,
+         "model_source": source}, indent=2))
     tracker.log_params(cfg.flatten(config))
     tracker.log_text(cfg.dump_yaml(config), "config.yaml")
     tracker.log_metrics({"num_params": num_params, "steps_per_epoch": steps})

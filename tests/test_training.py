@@ -1,12 +1,14 @@
 """Training loop pieces: atomic checkpoints, the schedule, and tracking failures that lose nothing."""
 
 import dataclasses
+import json
 
 import keras
 import numpy as np
 import pytest
 
 from segtie import config as cfg
+from segtie import training
 from segtie.models import build_unet
 from segtie.tracking import Tracker
 from segtie.training import BestCheckpoint, make_optimizer, train
@@ -74,3 +76,32 @@ def test_training_survives_an_unreachable_tracking_store(kvasir_data_config, tmp
     assert result.checkpoint.is_file()
     assert keras.saving.load_model(result.checkpoint, safe_mode=True).count_params() \
         == result.num_params
+
+
+def test_train_rejects_a_model_that_is_not_a_keras_model():
+    with pytest.raises(TypeError, match="keras.Model or None, received str"):
+        train(cfg.from_dict({}), model="unet")
+
+
+@pytest.mark.slow
+def test_training_a_supplied_model_uses_it_and_names_it(kvasir_data_config, tmp_path,
+                                                        monkeypatch):
+    data = dataclasses.asdict(kvasir_data_config)
+    data.update(image_size=[32, 32], max_train_cases=16, max_eval_cases=8)
+    config = cfg.from_dict({"data": data, "model": {"base_filters": 4, "depth": 2},
+                            "train": {"epochs": 1, "output_dir": str(tmp_path)},
+                            "tracking": {"enabled": False}})
+    started = {}
+
+    def start(tracker, run_name, tags=None):  # tracking is off: record the run's tags
+        started.update(tags or {})
+
+    monkeypatch.setattr(training.Tracker, "start", start)
+    image = keras.Input((None, None, 3))
+    hidden = keras.layers.Conv2D(3, 3, padding="same", activation="relu")(image)
+    model = keras.Model(image, keras.layers.Conv2D(1, 1)(hidden), name="supplied_net")
+    result = train(config, model=model)
+    assert result.num_params == model.count_params() == 3 * 27 + 3 + 3 + 1
+    assert keras.saving.load_model(result.checkpoint, safe_mode=True).name == "supplied_net"
+    info = json.loads((result.run_dir / "run_info.json").read_text())
+    assert info["model_source"] == started["segtie.model_source"] == "supplied_net"
