@@ -11,7 +11,7 @@ from segtie.config import ModelConfig
 from segtie.losses import DiceBCELoss, DiceMetric
 from segtie.models import (DeepSupervisionModel, build_model, build_training_model,
                            recurrence_weights)
-from segtie.layers import ConvGRUCell, ZeroState
+from segtie.recurrence import ConvGRUCell, ZeroState
 
 MODEL = ModelConfig(base_filters=4, depth=2, num_recurrences=3, recurrence_loss_decay=0.5)
 SHAPE = (2, 8, 8)

@@ -20,7 +20,7 @@ Tying is always "one layer object, many calls" (never copied weights):
   (constant width as well).
 - ``num_recurrences``: the network is run that many times with the same layers;
   pass ``r`` sees ``[image, probabilities of pass r-1]`` (zeros for the first) and
-  a :class:`~segtie.layers.ConvGRUCell` carries a hidden state across passes in
+  a :class:`~segtie.recurrence.ConvGRUCell` carries a hidden state across passes in
   the bottleneck (Wang et al. 2019). Pass ``r``'s logits go through an identity
   layer named ``pass_<r>`` (for deep supervision, see
   :mod:`segtie.models.deep_supervision`); the model's output is the last pass.
@@ -43,7 +43,8 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from segtie.layers import NORMS, ConvGRUCell, RecurrentConvBlock, ZeroState, check_int
+from segtie.layers import NORMS, RecurrentConvBlock, check_int
+from segtie.recurrence import ConvGRUCell, ZeroState
 
 def level_widths(base_filters: int, width_multiplier: int, depth: int) -> list:
     """``[F_0, ..., F_{depth-1}]`` with ``F_i = base_filters * width_multiplier ** i``."""
