@@ -12,7 +12,8 @@ prints, for the config's model at its training batch and image size
 - FLOPs per image (``2 x`` convolution multiply-accumulates, every use counted);
 - the activation memory estimate with and without ``recompute`` and the
   training-step estimate (:mod:`segtie.models.profile`);
-- the measured peak memory of one training step (``--no-measure`` skips it):
+- the measured peak memory of one training step, with ``recompute`` off and on at
+  the same batch and width (``--no-measure`` skips it):
   TensorFlow's allocator peak (``tf.config.experimental.get_memory_info``, on the
   GPU or on ``CPU:0``) during the second step, weights and optimizer state included,
   tracing not (see :func:`allocator_peak`).
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import logging
 import tempfile
 from pathlib import Path
@@ -60,6 +62,8 @@ def measure_step_peak(config: cfg.Config) -> tuple:
     Returns:
         ``(bytes, how)``: the figure and a sentence saying what was measured.
     """
+    keras.backend.clear_session()  # earlier models' tensors must not count
+    gc.collect()
     height, width = train_size(config)
     batch = config.data.batch_size
     model = build_model(config.model, [height, width], batch)
@@ -139,6 +143,13 @@ def resource_figures(model: keras.Model, config: cfg.Config, measure: bool = Tru
     return figures
 
 
+def _with_recompute(config: cfg.Config, flag: bool, base_filters: int) -> cfg.Config:
+    """``config`` with ``model.recompute = flag`` at a fixed width (budgets off)."""
+    return dataclasses.replace(config, model=dataclasses.replace(
+        config.model, recompute=flag, base_filters=base_filters, param_budget=None,
+        memory_budget_mb=None))
+
+
 def recompute_comparison(config: cfg.Config, base_filters: int) -> dict:
     """Activation estimate (MB) of the config's model with ``recompute`` off and on.
 
@@ -146,18 +157,28 @@ def recompute_comparison(config: cfg.Config, base_filters: int) -> dict:
     """
     out = {}
     for flag in (False, True):
-        model_config = dataclasses.replace(config.model, recompute=flag,
-                                           base_filters=base_filters, param_budget=None,
-                                           memory_budget_mb=None)
-        model = build_model(model_config)
+        model = build_model(_with_recompute(config, flag, base_filters).model)
         elements = profile.activation_elements(profile.trace_uses(model, train_size(config)))
         out[flag] = profile.FLOAT_BYTES * config.data.batch_size * elements / MEGABYTE
     return out
 
 
+def measured_recompute_comparison(config: cfg.Config, base_filters: int) -> tuple:
+    """Measured step peak (MB) with ``recompute`` off and on, at the same batch and width.
+
+    Returns:
+        ``({False: MB, True: MB}, how)``, see :func:`measure_step_peak`.
+    """
+    out, how = {}, ""
+    for flag in (False, True):
+        peak, how = measure_step_peak(_with_recompute(config, flag, base_filters))
+        out[flag] = peak / MEGABYTE
+    return out, how
+
+
 def format_report(config: cfg.Config, model: keras.Model, figures: dict, recompute: dict,
-                  how: str = "") -> str:
-    """The printed report."""
+                  how: str = "", measured: dict = None) -> str:
+    """The printed report; ``measured``: :func:`measured_recompute_comparison`'s dict."""
     m, (h, w), b = config.model, train_size(config), config.data.batch_size
     lines = [
         f"Resource report: {model.name}, image {h}x{w}, batch {b}",
@@ -175,8 +196,12 @@ def format_report(config: cfg.Config, model: keras.Model, figures: dict, recompu
         f"(weights, gradients, optimizer slots, activations)",
     ]
     if "measured_step_peak_mb" in figures:
+        versus = ""
+        if measured:
+            versus = (f"recompute off {measured[False]:.1f} MB, on {measured[True]:.1f} MB "
+                      f"= {measured[True] / measured[False]:.0%}; ")
         lines.append(f"  measured step peak      {figures['measured_step_peak_mb']:>14.1f}  MB "
-                     f"({how})")
+                     f"({versus}{how})")
     return "\n".join(lines)
 
 
@@ -203,12 +228,12 @@ def main(argv=None) -> int:
     config = cfg.load_config(args.config, args.overrides)
     model = build_model(config.model, train_size(config), config.data.batch_size)
     figures = resource_figures(model, config, measure=False)
-    how = ""
+    how, measured, width = "", None, model_base_width(model)
     if not args.no_measure:
-        peak, how = measure_step_peak(config)
-        figures["measured_step_peak_mb"] = peak / MEGABYTE
-    compared = recompute_comparison(config, model_base_width(model))
-    print(format_report(config, model, figures, compared, how))
+        measured, how = measured_recompute_comparison(config, width)
+        figures["measured_step_peak_mb"] = measured[config.model.recompute]
+    compared = recompute_comparison(config, width)
+    print(format_report(config, model, figures, compared, how, measured))
     return 0
 
 
