@@ -30,14 +30,15 @@ from segtie.models import profile  # noqa: E402
 CONVS = (keras.layers.Conv2D, keras.layers.Conv2DTranspose)
 
 
-def matmul_peak_gflops(size: int = 2048, reps: int = 10, trials: int = 3) -> float:
-    """Best float32 ``tf.matmul`` rate of ``trials`` runs of ``reps`` products, GFLOP/s.
+def matmul_peak_gflops(size: int = 2048, reps: int = 10, trials: int = 3,
+                       dtype: str = "float32") -> float:
+    """Best ``tf.matmul`` rate of ``trials`` runs of ``reps`` products in ``dtype``, GFLOP/s.
 
     One ``size x size`` product is ``2 size^3`` FLOPs; the first product (kernel
     selection, thread start-up) is not timed.
     """
-    a = tf.random.stateless_uniform((size, size), seed=(1, 2))
-    b = tf.random.stateless_uniform((size, size), seed=(3, 4))
+    a = tf.cast(tf.random.stateless_uniform((size, size), seed=(1, 2)), dtype)
+    b = tf.cast(tf.random.stateless_uniform((size, size), seed=(3, 4)), dtype)
     tf.matmul(a, b).numpy()
     best = 0.0
     for _ in range(trials):

@@ -3,7 +3,7 @@
     pip install -r requirements-bench.txt      # keras-unet-collection, benchmark only
     nice -n 19 python benchmarks/bench_tying.py [--image-size 128] [--batch 8] \
         [--base-filters 16] [--depth 4] [--num-iterations 2] [--steps 10] [--warmup 2] \
-        [--rounds 3] [--json results.json]
+        [--rounds 3] [--precision float32] [--json results.json]
 
 Builds, in one process, on the same random batch (seed 0; images ``(batch, S, S, 3)``
 uniform in [0, 1), masks ``(batch, S, S, 1)`` in {0, 1}) and at the same level
@@ -37,8 +37,10 @@ memory of the timed training steps (TensorFlow's allocator peak on the GPU or
 ``CPU:0``, see ``_common.peak_memory``; round 1's), and
 achieved training GFLOP/s = ``3 x forward FLOPs x training images/s`` (the
 convention that the backward pass costs twice the forward) as a percentage of the
-float32 ``tf.matmul`` rate of a ``--matmul-size`` square product, measured in the
-same run before and after the models (the better of the two).
+``tf.matmul`` rate of a ``--matmul-size`` square product in the compute dtype of
+``--precision`` (float32, or the 16-bit type of a mixed policy), measured in the
+same run before and after the models (the better of the two). ``--precision``
+builds every model, the peers too, under that Keras dtype policy.
 """
 
 from __future__ import annotations
@@ -194,6 +196,10 @@ def parse_args(argv=None):
     parser.add_argument("--peer-stack-num", type=int, default=1,
                         help="r2_unet_2d recurrent layers per block (default 1, as segtie)")
     parser.add_argument("--matmul-size", type=int, default=2048)
+    parser.add_argument("--precision", default="float32",
+                        choices=("float32", "mixed_bfloat16", "mixed_float16"),
+                        help="Keras dtype policy of every model, peers included; the "
+                             "matmul peak is then measured in the 16-bit type")
     parser.add_argument("--no-peers", action="store_true", help="segtie models only")
     parser.add_argument("--json", metavar="OUT", default=None, help="also save results")
     args = parser.parse_args(argv)
@@ -212,7 +218,9 @@ def main(argv=None) -> int:
     shape = (args.batch, args.image_size, args.image_size)
     images = rng.random((*shape, 3), dtype=np.float32)
     masks = (rng.random((*shape, 1)) > 0.5).astype(np.float32)
-    peak = matmul_peak_gflops(args.matmul_size)
+    keras.mixed_precision.set_global_policy(args.precision)
+    matmul_dtype = keras.mixed_precision.global_policy().compute_dtype
+    peak = matmul_peak_gflops(args.matmul_size, dtype=matmul_dtype)
     builders = segtie_builders(args)
     if not args.no_peers:
         builders.update(peer_builders(args))
@@ -223,16 +231,16 @@ def main(argv=None) -> int:
     rounds = [[benchmark(name, build, images, masks, args) for name, build in builders.items()]
               for _ in range(args.rounds)]
     rows = median_rates(rounds)
-    peak = max(peak, matmul_peak_gflops(args.matmul_size))
+    peak = max(peak, matmul_peak_gflops(args.matmul_size, dtype=matmul_dtype))
     measured = [r for r in rows if "error" not in r]
     how = measured[0]["memory_how"] if measured else "-"
     jit = measured[0]["jit_compile"] if measured else "-"
     print(f"\nTied vs. untied U-Nets: {device_description()}; TF {tf.__version__}, Keras "
-          f"{keras.__version__}, XLA {jit}; image {args.image_size}x{args.image_size}, "
+          f"{keras.__version__}, XLA {jit}, dtype policy {args.precision}; image {args.image_size}x{args.image_size}, "
           f"batch {args.batch}, widths {level_widths(args.base_filters, 2, args.depth)}, "
           f"N={args.num_iterations}; {args.warmup} warm-up + {args.steps} timed steps, "
           f"median of {args.rounds} rounds.")
-    print(f"float32 matmul peak ({args.matmul_size}^2): {peak:.1f} GFLOP/s. Train GFLOP/s "
+    print(f"{matmul_dtype} matmul peak ({args.matmul_size}^2): {peak:.1f} GFLOP/s. Train GFLOP/s "
           f"= 3 x forward FLOPs x train img/s. Peak memory: {how}.\n")
     print(markdown_table(HEADER, format_rows(rows, peak)))
     if args.json:

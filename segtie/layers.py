@@ -137,11 +137,13 @@ class RecurrentConvBlock(layers.Layer):
         self.recompute = recompute
 
     def _make_norm(self, name):
-        return make_norm(self.norm, name)
+        return make_norm(self.norm, name, dtype=self.dtype_policy)
 
     def build(self, input_shape):
         input_shape = _concatenated_shape(input_shape)
-        conv = dict(kernel_size=3, padding="same", kernel_initializer="he_normal")
+        # Sublayers share the block's dtype policy (mixed precision survives loading).
+        conv = dict(kernel_size=3, padding="same", kernel_initializer="he_normal",
+                    dtype=self.dtype_policy)
         self.entry_conv = layers.Conv2D(self.filters, name="entry_conv", **conv)
         self.entry_norm = self._make_norm("entry_norm")
         n_convs = 1 if self.tied else self.num_iterations
@@ -155,7 +157,8 @@ class RecurrentConvBlock(layers.Layer):
         self.use_entry_norms = [self._make_norm(f"entry_norm_use{u}") for u in extra]
         self.use_norms = [[self._make_norm(f"norm_use{u}_{i}") for i in range(n_norms)]
                           for u in extra]
-        self.drop = layers.SpatialDropout2D(self.dropout) if self.dropout else None
+        self.drop = (layers.SpatialDropout2D(self.dropout, dtype=self.dtype_policy)
+                     if self.dropout else None)
 
         self.entry_conv.build(input_shape)
         inner = tuple(input_shape[:-1]) + (self.filters,)

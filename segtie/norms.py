@@ -64,7 +64,7 @@ class FusedBatchNormalization(layers.BatchNormalization):
         return tf.cast(y, self.compute_dtype)
 
 
-def make_norm(kind: str, name: str) -> layers.Layer:
+def make_norm(kind: str, name: str, dtype=None) -> layers.Layer:
     """A new normalization layer of ``kind`` for channels_last feature maps.
 
     Args:
@@ -73,14 +73,15 @@ def make_norm(kind: str, name: str) -> layers.Layer:
             sample and channel normalized over height and width, 2 weights per
             channel, no running statistics) or ``"none"`` (identity, no weights).
         name: the layer name.
+        dtype: the layer's dtype policy (``None``: Keras' global policy).
 
     Raises:
         ValueError: ``kind`` is not one of :data:`NORMS`.
     """
     if kind == "batch":
-        return FusedBatchNormalization(name=name)
+        return FusedBatchNormalization(name=name, dtype=dtype)
     if kind == "instance":
-        return layers.GroupNormalization(groups=-1, name=name)
+        return layers.GroupNormalization(groups=-1, name=name, dtype=dtype)
     if kind == "none":
-        return layers.Identity(name=name)
+        return layers.Identity(name=name, dtype=dtype)
     raise ValueError(f"`norm` must be one of {list(NORMS)}, received {kind!r}")

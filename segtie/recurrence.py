@@ -62,7 +62,7 @@ class ConvGRUCell(layers.Layer):
 
     def build(self, input_shape):
         x_shape, h_shape = input_shape
-        conv = dict(kernel_size=self.kernel_size, padding="same")
+        conv = dict(kernel_size=self.kernel_size, padding="same", dtype=self.dtype_policy)
         self.gates = layers.Conv2D(2 * self.filters, name="gates", **conv)
         self.candidate = layers.Conv2D(self.filters, name="candidate", **conv)
         joint = tuple(x_shape[:-1]) + (x_shape[-1] + self.filters,)

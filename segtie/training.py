@@ -16,6 +16,7 @@ in one run folder ``<train.output_dir>/<run name>/``:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -154,6 +155,21 @@ def _point_latest(run_dir: Path) -> None:
     os.replace(tmp, link)
 
 
+@contextlib.contextmanager
+def dtype_policy(name: str):
+    """Build layers under Keras' global dtype policy ``name``; restore the old one after.
+
+    Layers keep the policy they were built with (it is saved in ``.keras`` files),
+    so only construction needs to happen inside.
+    """
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(name)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
 def train(config: cfg.Config, model: Optional[keras.Model] = None) -> TrainResult:
     """Train the model described by ``config``, or ``model``; see the module docstring.
 
@@ -161,6 +177,8 @@ def train(config: cfg.Config, model: Optional[keras.Model] = None) -> TrainResul
         config: the whole config. With ``model`` given, ``config.model`` is not used
             to build anything (it is still written to ``config.yaml`` and MLflow);
             the data, loss, optimizer, schedule, callbacks and tracking are the same.
+            ``config.train.precision`` applies to the config's model only (a
+            supplied model keeps the dtype policy it was built with).
         model: optional, a built (uncompiled or compiled: it is recompiled)
             :class:`keras.Model` mapping images to logits, trained as it is (no deep
             supervision wrapper). Its ``.keras`` checkpoint must load in Keras safe
@@ -197,9 +215,10 @@ def train(config: cfg.Config, model: Optional[keras.Model] = None) -> TrainResul
 
     source = CONFIG_MODEL if model is None else model.name
     if model is None:  # one output (the last pass's logits); trained on every pass
-        model = build_training_model(build_model(
-            config.model, config.data.patch_size or config.data.image_size,
-            config.data.batch_size), config.model)
+        with dtype_policy(config.train.precision):
+            model = build_training_model(build_model(
+                config.model, config.data.patch_size or config.data.image_size,
+                config.data.batch_size), config.model)
     model.compile(optimizer=make_optimizer(config.train, steps),
                   loss=DiceCELoss(config.train.dice_weight, config.train.bce_weight),
                   metrics=[DiceMetric(threshold=config.eval.threshold)])

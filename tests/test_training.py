@@ -105,3 +105,28 @@ def test_training_a_supplied_model_uses_it_and_names_it(kvasir_data_config, tmp_
     assert keras.saving.load_model(result.checkpoint, safe_mode=True).name == "supplied_net"
     info = json.loads((result.run_dir / "run_info.json").read_text())
     assert info["model_source"] == started["segtie.model_source"] == "supplied_net"
+
+
+def test_precision_must_be_a_keras_policy():
+    with pytest.raises(ValueError, match="precision"):
+        cfg.from_dict({"train": {"precision": "float8"}})
+
+
+@pytest.mark.slow
+def test_mixed_bfloat16_training_computes_in_bfloat16_and_restores_the_policy(
+        kvasir_data_config, tmp_path):
+    data = dataclasses.asdict(kvasir_data_config)
+    data.update(image_size=[32, 32], max_train_cases=16, max_eval_cases=8)
+    config = cfg.from_dict({"data": data, "model": {"base_filters": 4, "depth": 2},
+                            "train": {"epochs": 1, "output_dir": str(tmp_path),
+                                      "precision": "mixed_bfloat16"},
+                            "tracking": {"enabled": False}})
+    result = train(config)
+    assert keras.mixed_precision.global_policy().name == "float32"
+    model = keras.saving.load_model(result.checkpoint, safe_mode=True)
+    block = model.get_layer("encoder_0")
+    assert block.entry_conv.compute_dtype == block.convs[0].compute_dtype == "bfloat16"
+    assert block.entry_conv.kernel.dtype == "float32"  # weights stay float32
+    logits = model(np.zeros((1, 32, 32, 3), "float32"))
+    assert logits.dtype == "float32" and np.isfinite(np.asarray(logits)).all()
+    assert np.isfinite(result.best_val_dice)

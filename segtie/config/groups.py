@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Optional
 
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")  # Keras dtype policies
+
 def _field(default: Any, *, low: Optional[float] = None, high: Optional[float] = None,
            choices: Optional[tuple] = None, factory: bool = False):
     """A dataclass field carrying its validation rule in ``metadata``."""
@@ -188,6 +190,10 @@ class TrainConfig:
     The loss is ``dice_weight * soft Dice + bce_weight * cross-entropy``
     (:class:`segtie.losses.DiceCELoss`): binary cross-entropy for one output,
     sparse categorical cross-entropy for ``model.num_classes > 1``.
+    ``precision`` is the Keras dtype policy the model is built with:
+    ``mixed_bfloat16`` (CPUs with AMX/AVX512-BF16, TPUs, Ampere GPUs) or
+    ``mixed_float16`` (GPUs, with loss scaling) compute in 16 bits with float32
+    weights; the logits, loss and normalization statistics stay float32.
     """
 
     epochs: int = _field(20, low=1)
@@ -201,6 +207,7 @@ class TrainConfig:
     seed: int = _field(42, low=0)
     output_dir: str = "runs"
     max_minutes: Optional[float] = _field(None, low=0.0)
+    precision: str = _field("float32", choices=PRECISIONS)
 
 
 @dataclasses.dataclass(frozen=True)
