@@ -40,11 +40,7 @@ def load_checkpoint(spec: str, tracking_uri: Optional[str] = None) -> keras.Mode
     """
     if is_mlflow_uri(spec):
         return tracking.load_keras_model(spec, tracking_uri)
-    path = Path(spec).resolve()
-    if not path.is_file():
-        raise FileNotFoundError(f"Checkpoint not found: {path} (expected a .keras file "
-                                f"written by train.py, or an MLflow URI runs:/<run_id>/model "
-                                f"or models:/<name>/<version>)")
+    path = _existing_file(spec)
     if path.suffix != ".keras":
         raise ValueError(f"Checkpoint {path} must be a .keras file, received suffix "
                          f"{path.suffix!r}")
@@ -81,13 +77,28 @@ def training_run_id(spec: str, tracking_uri: Optional[str] = None) -> Optional[s
     return None
 
 
+def _existing_file(spec: str) -> Path:
+    """``spec`` as an absolute path; ``FileNotFoundError`` saying what was expected."""
+    path = Path(spec).resolve()
+    if not path.is_file():
+        raise FileNotFoundError(f"Checkpoint not found: {path} (expected a .keras file "
+                                f"written by train.py, or an MLflow URI runs:/<run_id>/model "
+                                f"or models:/<name>/<version>)")
+    return path
+
+
 def resolve_config(spec: str, config_path: Optional[str], overrides: list,
                    tracking_uri: Optional[str] = None) -> cfg.Config:
     """The config to evaluate with.
 
     ``--config`` wins; else the training run's own ``config.yaml`` (beside a
     ``.keras`` file, or the MLflow run's artifact); else the default config.
+
+    Raises:
+        FileNotFoundError: ``spec`` is a path to no file.
     """
+    if not is_mlflow_uri(spec):
+        _existing_file(spec)
     if config_path:
         return cfg.load_config(config_path, overrides)
     if tracking_uri is None:  # a --set tracking.tracking_uri=... must reach the look-up

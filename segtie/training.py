@@ -252,6 +252,7 @@ def train(config: cfg.Config, model: Optional[keras.Model] = None) -> TrainResul
     status = "FAILED"
     try:
         history = model.fit(train_ds, validation_data=val_ds, epochs=config.train.epochs,
+                            shuffle=False,  # the pipeline shuffles; Keras would warn
                             callbacks=callbacks, verbose=1)
         status = "FINISHED"
     finally:

@@ -49,3 +49,14 @@ def test_bad_override_and_missing_file(tmp_path):
     bad.write_text("model:\n  depth: 99\n")
     with pytest.raises(ValueError, match=r"bad.yaml: `model.depth` must be <= 8"):
         load_config(bad)
+
+
+def test_an_invalid_override_is_blamed_not_the_valid_file(tmp_path):
+    with pytest.raises(ValueError, match=r"^--set train.precision=float8: `train.precision` "
+                                         r"must be one of"):
+        load_config(DEFAULT_CONFIG, ["train.epochs=2", "train.precision=float8"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  depth: 99\n")
+    with pytest.raises(ValueError, match=r"bad.yaml \(with --set train.epochs=2\): "
+                                         r"`model.depth`"):
+        load_config(bad, ["train.epochs=2"])

@@ -3,6 +3,7 @@
 import csv
 import dataclasses
 import json
+import logging
 
 import mlflow
 import numpy as np
@@ -92,8 +93,10 @@ def test_registered_model_evaluates_and_links_its_training_run(trained, capsys):
     assert [r.data.tags["segtie.train_run_id"] for r in runs] == [result.mlflow_run_id]
 
 
-def test_missing_checkpoint_is_a_clear_error(tmp_path, capsys):
+def test_missing_checkpoint_is_a_clear_error(tmp_path, capsys, caplog):
+    caplog.set_level(logging.INFO)
     code = evaluate_cli.main(["--checkpoint", str(tmp_path / "nope.keras"),
                               "--set", "tracking.enabled=false"])
     assert code == 2
     assert "Checkpoint not found" in capsys.readouterr().err
+    assert "using the default config" not in caplog.text  # no config look-up first

@@ -93,7 +93,8 @@ def load_config(path: Optional[str | Path] = None, overrides: Optional[list[str]
 
     Raises:
         FileNotFoundError: the file does not exist.
-        ValueError / TypeError: see :func:`from_dict`; YAML syntax errors name the file.
+        ValueError / TypeError: see :func:`from_dict`; the message starts with the
+            file, or with the overrides when the file alone is valid.
     """
     path = Path(path) if path else DEFAULT_CONFIG
     if not path.is_file():
@@ -105,7 +106,23 @@ def load_config(path: Optional[str | Path] = None, overrides: Optional[list[str]
     try:
         return from_dict(apply_overrides(raw, overrides or []))
     except (ValueError, TypeError) as err:
-        raise type(err)(f"{path}: {err}") from err
+        raise type(err)(f"{_error_source(path, raw, overrides, str(err))}: {err}") from err
+
+
+def _error_source(path: Path, raw: dict, overrides: Optional[list[str]], message: str) -> str:
+    """What to blame for an invalid config: the file, or the command line's overrides.
+
+    The overrides whose key the message names, or all of them if it names none.
+    """
+    if not overrides:
+        return str(path)
+    named = [item for item in overrides if item.split("=", 1)[0].strip() in message]
+    given = " ".join(f"--set {item}" for item in named or overrides)
+    try:
+        from_dict(raw)
+    except (ValueError, TypeError):
+        return f"{path} (with {given})"
+    return given  # the file alone is valid
 
 
 def dump_yaml(config: Config) -> str:
