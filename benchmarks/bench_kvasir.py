@@ -186,7 +186,7 @@ def run_model(key: str, config: cfg.Config, models_before: int) -> dict:
                    best_val_dice=_finite(result.best_val_dice),
                    mlflow_train_run_id=result.mlflow_run_id,
                    checkpoint=str(result.checkpoint), run_dir=str(result.run_dir))
-        row.update(test_scores(config, str(result.checkpoint)))
+        row.update(score_test_split(config, str(result.checkpoint)))
     except Exception as error:  # noqa: BLE001 - one failed model is a row, not a crash
         traceback.print_exc()
         return {**row, "error": f"{type(error).__name__}: {error}".splitlines()[0]}
@@ -194,7 +194,7 @@ def run_model(key: str, config: cfg.Config, models_before: int) -> dict:
     return row
 
 
-def test_scores(config: cfg.Config, checkpoint: str) -> dict:
+def score_test_split(config: cfg.Config, checkpoint: str) -> dict:
     """Load the best checkpoint and score the test split as ``evaluate.py`` does."""
     model = checkpoints.load_checkpoint(checkpoint, config.tracking.tracking_uri)
     checkpoints.check_compatible(model, config.model, checkpoint)
