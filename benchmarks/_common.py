@@ -26,6 +26,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from segtie.models import profile  # noqa: E402
+from segtie.report import tracking_allocator_peak  # noqa: E402
 
 CONVS = (keras.layers.Conv2D, keras.layers.Conv2DTranspose)
 
@@ -74,18 +75,14 @@ def conv_profile(model: keras.Model, image_size) -> dict:
 def peak_memory(result: dict):
     """Record in ``result["peak_mb"]`` TensorFlow's allocator peak during the enclosed code.
 
-    ``tf.config.experimental.get_memory_info`` of the first GPU, else of ``CPU:0``:
-    live tensors (weights and optimizer state included) at their highest point.
-    ``result["memory_how"]`` says which device.
+    See :func:`segtie.report.tracking_allocator_peak` (the first GPU, else ``CPU:0``;
+    weights and optimizer state included). ``result["memory_how"]`` says which device.
     """
-    gpus = tf.config.list_logical_devices("GPU")
-    device = gpus[0].name if gpus else "CPU:0"
-    tf.config.experimental.reset_memory_stats(device)
-    yield
-    peak = tf.config.experimental.get_memory_info(device)["peak"]
-    result.update(peak_mb=peak / profile.MEGABYTE,
-                  memory_how=f"TensorFlow allocator peak on {device} over the timed "
-                             f"training steps (tracing not included)")
+    with tracking_allocator_peak({}) as peak:
+        yield
+    result.update(peak_mb=peak["bytes"] / profile.MEGABYTE,
+                  memory_how=f"TensorFlow allocator peak on {peak['device']} over the "
+                             f"timed training steps (tracing not included)")
 
 
 def _rate(step, batch: int, warmup: int, steps: int) -> float:

@@ -24,6 +24,7 @@ prints, for the config's model at its training batch and image size
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import gc
 import logging
@@ -78,13 +79,35 @@ def measure_step_peak(config: cfg.Config) -> tuple:
     return allocator_peak(lambda: trainer.train_on_batch(x, y))
 
 
+@contextlib.contextmanager
+def tracking_allocator_peak(result: dict):
+    """Record TensorFlow's allocator peak during the enclosed code in ``result``.
+
+    Sets ``result["bytes"]`` (live tensors at their highest point, weights and
+    optimizer state included) and ``result["device"]`` (the first GPU, else ``CPU:0``).
+
+    Raises:
+        RuntimeError: TensorFlow keeps no memory statistics for the device.
+    """
+    gpus = tf.config.list_logical_devices("GPU")
+    device = gpus[0].name if gpus else "CPU:0"
+    try:
+        tf.config.experimental.reset_memory_stats(device)
+    except ValueError as error:  # an allocator without statistics
+        raise RuntimeError(f"TensorFlow keeps no memory statistics for {device}: "
+                           f"{error}") from error
+    yield result
+    result.update(bytes=int(tf.config.experimental.get_memory_info(device)["peak"]),
+                  device=device)
+
+
 def allocator_peak(step) -> tuple:
     """Peak bytes TensorFlow's allocator holds during the second call of ``step``.
 
     The first call traces the step function and creates the optimizer's slots; the
     allocator's peak is then reset and ``step`` runs again, so the figure is the
     memory of one step (weights, optimizer slots, activations and temporaries), not
-    of tracing. Device: the first GPU, else ``CPU:0``.
+    of tracing (see :func:`tracking_allocator_peak`).
 
     Returns:
         ``(bytes, how)``: the figure and a sentence saying what was measured.
@@ -92,17 +115,10 @@ def allocator_peak(step) -> tuple:
     Raises:
         RuntimeError: TensorFlow keeps no memory statistics for the device.
     """
-    gpus = tf.config.list_logical_devices("GPU")
-    device = gpus[0].name if gpus else "CPU:0"
     step()
-    try:
-        tf.config.experimental.reset_memory_stats(device)
-    except ValueError as error:  # an allocator without statistics
-        raise RuntimeError(f"TensorFlow keeps no memory statistics for {device}: "
-                           f"{error}") from error
-    step()
-    peak = tf.config.experimental.get_memory_info(device)["peak"]
-    return int(peak), f"TensorFlow allocator peak of one training step on {device}"
+    with tracking_allocator_peak({}) as peak:
+        step()
+    return peak["bytes"], f"TensorFlow allocator peak of one training step on {peak['device']}"
 
 
 def resource_figures(model: keras.Model, config: cfg.Config, measure: bool = True) -> dict:
