@@ -13,10 +13,14 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import time
 import warnings
 from pathlib import Path
+
+# TensorFlow's CPU allocator keeps statistics only as the BFC allocator, chosen at import.
+os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
 
 import keras
 import tensorflow as tf
@@ -80,9 +84,9 @@ def peak_memory(result: dict):
     """
     with tracking_allocator_peak({}) as peak:
         yield
-    result.update(peak_mb=peak["bytes"] / profile.MEGABYTE,
-                  memory_how=f"TensorFlow allocator peak on {peak['device']} over the "
-                             f"timed training steps (tracing not included)")
+    result.update(peak_mb=None if peak["bytes"] is None else peak["bytes"] / profile.MEGABYTE,
+                  memory_how=f"{peak['how']}, over the timed training steps (tracing not "
+                             f"included)")
 
 
 def _rate(step, batch: int, warmup: int, steps: int) -> float:

@@ -28,8 +28,10 @@ import contextlib
 import dataclasses
 import gc
 import logging
+import os
 import tempfile
 from pathlib import Path
+from typing import Optional
 
 import keras
 import numpy as np
@@ -79,46 +81,98 @@ def measure_step_peak(config: cfg.Config) -> tuple:
     return allocator_peak(lambda: trainer.train_on_batch(x, y))
 
 
+BFC_ENV = "TF_CPU_ALLOCATOR_USE_BFC"
+"""Set to ``true`` before TensorFlow is imported, TensorFlow's CPU allocator keeps
+memory statistics (the BFC allocator). Not every CPU build defaults to it: on AMD
+EPYC with TF 2.21 ``reset_memory_stats("CPU:0")`` fails without it."""
+
+
+def use_bfc_cpu_allocator() -> None:
+    """Ask for TensorFlow's BFC allocator on the CPU, so that it keeps statistics.
+
+    Has an effect only before TensorFlow is imported (command lines and benchmarks
+    call it first thing); a value the user set is kept.
+    """
+    os.environ.setdefault(BFC_ENV, "true")
+
+
+def _status_kib(field: str) -> Optional[int]:
+    """A ``/proc/self/status`` figure in KiB (``VmRSS``, ``VmHWM``), or None off Linux."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def _reset_rss_peak() -> bool:
+    """Reset the kernel's peak-RSS mark (``VmHWM``) to the current RSS (Linux)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return _status_kib("VmHWM") is not None
+
+
 @contextlib.contextmanager
 def tracking_allocator_peak(result: dict):
-    """Record TensorFlow's allocator peak during the enclosed code in ``result``.
+    """Record the peak memory of the enclosed code in ``result``; never raises for it.
 
-    Sets ``result["bytes"]`` (live tensors at their highest point, weights and
-    optimizer state included) and ``result["device"]`` (the first GPU, else ``CPU:0``).
+    The measurement, in order of preference:
 
-    Raises:
-        RuntimeError: TensorFlow keeps no memory statistics for the device.
+    * ``"allocator"``: TensorFlow's allocator peak (live tensors at their highest
+      point, weights and optimizer state included) on the first GPU, else ``CPU:0``
+      (needs the BFC allocator on the CPU, see :func:`use_bfc_cpu_allocator`);
+    * ``"rss"``: the rise of the process's peak resident set size over its size
+      at the start (Linux ``VmHWM`` after ``clear_refs``): what the enclosed code
+      added, weights already in memory not counted;
+    * ``"none"``: nothing could be measured (``result["bytes"]`` is None).
+
+    Sets ``result["bytes"]``, ``result["method"]``, ``result["device"]`` and
+    ``result["how"]`` (a sentence saying what was measured, and why not the allocator).
     """
     gpus = tf.config.list_logical_devices("GPU")
     device = gpus[0].name if gpus else "CPU:0"
     try:
         tf.config.experimental.reset_memory_stats(device)
+        why = None
     except ValueError as error:  # an allocator without statistics
-        raise RuntimeError(f"TensorFlow keeps no memory statistics for {device}: "
-                           f"{error}") from error
+        why = (f"TensorFlow keeps no memory statistics for {device} ({error}; set "
+               f"{BFC_ENV}=true before TensorFlow is imported)")
+    rss_start = None if why is None or not _reset_rss_peak() else _status_kib("VmRSS")
     yield result
-    result.update(bytes=int(tf.config.experimental.get_memory_info(device)["peak"]),
-                  device=device)
+    if why is None:
+        result.update(bytes=int(tf.config.experimental.get_memory_info(device)["peak"]),
+                      method="allocator", device=device,
+                      how=f"TensorFlow allocator peak on {device}")
+    elif rss_start is not None:
+        rise = max(0, (_status_kib("VmHWM") or rss_start) - rss_start) * 1024
+        result.update(bytes=rise, method="rss", device="process",
+                      how=f"rise of the process's peak RSS, because {why}")
+    else:
+        result.update(bytes=None, method="none", device=None,
+                      how=f"not measured: {why}, and the peak RSS is not readable")
+    if why is not None:
+        logger.warning("Memory: %s", result["how"])
 
 
 def allocator_peak(step) -> tuple:
-    """Peak bytes TensorFlow's allocator holds during the second call of ``step``.
+    """Peak memory during the second call of ``step`` (see :func:`tracking_allocator_peak`).
 
     The first call traces the step function and creates the optimizer's slots; the
-    allocator's peak is then reset and ``step`` runs again, so the figure is the
-    memory of one step (weights, optimizer slots, activations and temporaries), not
-    of tracing (see :func:`tracking_allocator_peak`).
+    peak is then reset and ``step`` runs again, so the figure is the memory of one
+    step (weights, optimizer slots, activations and temporaries), not of tracing.
 
     Returns:
-        ``(bytes, how)``: the figure and a sentence saying what was measured.
-
-    Raises:
-        RuntimeError: TensorFlow keeps no memory statistics for the device.
+        ``(bytes, how)``: the figure (None when nothing could be measured) and a
+        sentence saying what was measured.
     """
     step()
     with tracking_allocator_peak({}) as peak:
         step()
-    return peak["bytes"], f"TensorFlow allocator peak of one training step on {peak['device']}"
+    return peak["bytes"], f"{peak['how']}, during one training step"
 
 
 def resource_figures(model: keras.Model, config: cfg.Config, measure: bool = True) -> dict:
@@ -155,7 +209,9 @@ def resource_figures(model: keras.Model, config: cfg.Config, measure: bool = Tru
             unique, activations, batch, slots) / MEGABYTE,
     }
     if measure:
-        figures["measured_step_peak_mb"] = measure_step_peak(config)[0] / MEGABYTE
+        peak = measure_step_peak(config)[0]
+        if peak is not None:
+            figures["measured_step_peak_mb"] = peak / MEGABYTE
     return figures
 
 
@@ -183,11 +239,14 @@ def measured_recompute_comparison(config: cfg.Config, base_filters: int) -> tupl
     """Measured step peak (MB) with ``recompute`` off and on, at the same batch and width.
 
     Returns:
-        ``({False: MB, True: MB}, how)``, see :func:`measure_step_peak`.
+        ``({False: MB, True: MB}, how)``, see :func:`measure_step_peak`; the dict is
+        empty when nothing could be measured.
     """
     out, how = {}, ""
     for flag in (False, True):
         peak, how = measure_step_peak(_with_recompute(config, flag, base_filters))
+        if peak is None:
+            return {}, how
         out[flag] = peak / MEGABYTE
     return out, how
 
@@ -218,6 +277,8 @@ def format_report(config: cfg.Config, model: keras.Model, figures: dict, recompu
                       f"= {measured[True] / measured[False]:.0%}; ")
         lines.append(f"  measured step peak      {figures['measured_step_peak_mb']:>14.1f}  MB "
                      f"({versus}{how})")
+    elif how:
+        lines.append(f"  measured step peak      {'-':>14}  ({how})")
     return "\n".join(lines)
 
 
@@ -232,6 +293,7 @@ def model_base_width(model: keras.Model) -> int:
 
 
 def main(argv=None) -> int:
+    use_bfc_cpu_allocator()  # before TensorFlow's first allocation: statistics on every CPU
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=None, help="YAML config (default: kvasir_seg)")
@@ -247,7 +309,8 @@ def main(argv=None) -> int:
     how, measured, width = "", None, model_base_width(model)
     if not args.no_measure:
         measured, how = measured_recompute_comparison(config, width)
-        figures["measured_step_peak_mb"] = measured[config.model.recompute]
+        if measured:
+            figures["measured_step_peak_mb"] = measured[config.model.recompute]
     compared = recompute_comparison(config, width)
     print(format_report(config, model, figures, compared, how, measured))
     return 0
