@@ -4,7 +4,7 @@
   "achieved GFLOP/s".
 - :func:`conv_profile`: convolution kernels, convolution uses, forward FLOPs and
   effective parameters of *any* Keras model, from one traced forward pass
-  (:func:`segtie.models.profile.trace_uses` records every layer call, nested calls
+  (:func:`segtie.nn.profile.trace_uses` records every layer call, nested calls
   inside segtie's blocks included, so a kernel used four times counts four times).
 - :func:`measure_training`: training and inference images/s and the peak memory of
   training, on given arrays.
@@ -29,8 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from segtie.models import profile  # noqa: E402
-from segtie.report import tracking_allocator_peak  # noqa: E402
+from segtie.nn import profile  # noqa: E402
+from segtie.training.resources import tracking_allocator_peak  # noqa: E402
 
 CONVS = (keras.layers.Conv2D, keras.layers.Conv2DTranspose)
 
@@ -61,7 +61,7 @@ def conv_profile(model: keras.Model, image_size) -> dict:
     Returns:
         dict: ``conv_kernels`` (distinct convolution layers called), ``conv_uses``
         (calls of them in one forward pass), ``flops_per_image`` (``2 x`` MACs of
-        every convolution use, see :func:`segtie.models.profile.conv_macs`),
+        every convolution use, see :func:`segtie.nn.profile.conv_macs`),
         ``unique_params`` (``count_params()``) and ``effective_params`` (weights of
         every use counted: the untied equivalent).
     """
@@ -79,7 +79,7 @@ def conv_profile(model: keras.Model, image_size) -> dict:
 def peak_memory(result: dict):
     """Record in ``result["peak_mb"]`` TensorFlow's allocator peak during the enclosed code.
 
-    See :func:`segtie.report.tracking_allocator_peak` (the first GPU, else ``CPU:0``;
+    See :func:`segtie.training.resources.tracking_allocator_peak` (the first GPU, else ``CPU:0``;
     weights and optimizer state included). ``result["memory_how"]`` says which device.
     """
     with tracking_allocator_peak({}) as peak:

@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from segtie import config as cfg  # noqa: E402
 from segtie import inference, metrics  # noqa: E402
-from segtie.models import build_model  # noqa: E402
+from segtie.nn import build_model  # noqa: E402
 
 ARCHIVE = ROOT.parent / "shared" / "data" / "kvasir-seg.zip"
 SIDE = 512

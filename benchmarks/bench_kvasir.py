@@ -67,14 +67,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_tying  # noqa: E402
 from _common import ROOT, conv_profile, markdown_table  # noqa: E402
-import evaluate as evaluate_cli  # noqa: E402  (ROOT is on sys.path via _common)
-from segtie import checkpoints  # noqa: E402
+from segtie.evaluation import run_evaluation  # noqa: E402
+from segtie.training import checkpoints  # noqa: E402
 from segtie import config as cfg  # noqa: E402
-from segtie.models import build_model, build_training_model, build_unet  # noqa: E402
-from segtie.models import unet_arguments  # noqa: E402
-from segtie.models.profile import MEGABYTE  # noqa: E402
-from segtie.models.unet import level_widths  # noqa: E402
-from segtie.pipeline import build_eval_dataset  # noqa: E402
+from segtie.nn import build_model, build_training_model, build_unet  # noqa: E402
+from segtie.nn import unet_arguments  # noqa: E402
+from segtie.nn.profile import MEGABYTE  # noqa: E402
+from segtie.nn.unet import level_widths  # noqa: E402
+from segtie.data.pipeline import build_eval_dataset  # noqa: E402
 from segtie.training import train  # noqa: E402
 
 KEYS = ("tied", "untied", "plain", "tied_levels", "plain_const", "peer_r2_unet", "peer_unet")
@@ -200,7 +200,7 @@ def score_test_split(config: cfg.Config, checkpoint: str) -> dict:
     checkpoints.check_compatible(model, config.model, checkpoint)
     start = time.monotonic()
     dataset = build_eval_dataset(config.data, "test")
-    result = evaluate_cli.run_evaluation(model, config, dataset, "test", checkpoint)
+    result = run_evaluation(model, config, dataset, "test", checkpoint)
     s = result.summary
     return {"eval_seconds": time.monotonic() - start, "test_num_cases": s["num_cases"],
             "test_dice_mean": _finite(s["dice"]["mean"]),

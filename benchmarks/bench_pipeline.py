@@ -2,8 +2,8 @@
 
     nice -n 19 python benchmarks/bench_pipeline.py [--kvasir-cases 200] [--steps 20]
 
-Pipelines (``segtie.pipeline.build_dataset``, training mode, the nnU-Net-like suite
-``segtie.augment.NNUNET_LIKE`` with every transform's probability raised to 1.0, the
+Pipelines (``segtie.data.pipeline.build_dataset``, training mode, the nnU-Net-like suite
+``segtie.data.augment.NNUNET_LIKE`` with every transform's probability raised to 1.0, the
 worst case): Kvasir-SEG (the first ``--kvasir-cases`` training frames at the default
 config's 128x128) and DRIVE (all 16 training images at 584x568, 96x96 patches, 16
 per image, foreground fraction 0.33). The first epoch decodes, resizes and caches;
@@ -31,10 +31,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from segtie import config as cfg  # noqa: E402
-from segtie.augment import NNUNET_LIKE  # noqa: E402
+from segtie.data.augment import NNUNET_LIKE  # noqa: E402
 from segtie.losses import DiceBCELoss  # noqa: E402
-from segtie.models import build_model  # noqa: E402
-from segtie.pipeline import build_dataset  # noqa: E402
+from segtie.nn import build_model  # noqa: E402
+from segtie.data.pipeline import build_dataset  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 ALWAYS = {**NNUNET_LIKE, **{k: 1.0 for k in NNUNET_LIKE if k.endswith("_prob")}}

@@ -9,7 +9,7 @@ Builds, in one process, on the same random batch (seed 0; images ``(batch, S, S,
 uniform in [0, 1), masks ``(batch, S, S, 1)`` in {0, 1}) and at the same level
 widths ``[F, 2F, 4F, ...]`` (``--base-filters F``, ``--depth``), batch norm and ReLU:
 
-- segtie tied: :func:`segtie.models.build_unet` with ``num_iterations=N``;
+- segtie tied: :func:`segtie.nn.build_unet` with ``num_iterations=N``;
 - segtie untied: the same graph with ``tied=False`` (one kernel per use);
 - segtie plain: ``num_iterations=1`` (the U-Net double convolution);
 - segtie tie_levels+tie_decoder: one encoder and one decoder block for every level,
@@ -64,9 +64,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (conv_profile, markdown_table, matmul_peak_gflops,  # noqa: E402
                      measure_training)
-from segtie.models import build_unet  # noqa: E402
-from segtie.models.unet import level_widths  # noqa: E402
-from segtie.report import model_file_bytes  # noqa: E402
+from segtie.nn import build_unet  # noqa: E402
+from segtie.nn.unet import level_widths  # noqa: E402
+from segtie.training.resources import model_file_bytes  # noqa: E402
 
 PEER_HINT = "pip install -r requirements-bench.txt"
 

@@ -2,7 +2,7 @@
 
 The tracking URI is ``tracking.tracking_uri`` from the config, else the
 ``MLFLOW_TRACKING_URI`` environment variable, else a SQLite store ``mlflow.db`` in
-the project folder, whose artifacts go to ``mlartifacts/`` beside it. Browse with::
+the working directory, whose artifacts go to ``mlartifacts/`` beside it. Browse with::
 
     mlflow ui --backend-store-uri sqlite:///mlflow.db
 
@@ -16,15 +16,19 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import re
 import tempfile
+from importlib import metadata
 from pathlib import Path
 from typing import Optional
 
 import keras
+import numpy as np
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_STORE = PROJECT_ROOT / "mlflow.db"
+DEFAULT_STORE = "mlflow.db"  # in the working directory
 MODEL_NAME = "model"
+LOADING_REQUIREMENTS = ("keras", "tensorflow")
+"""What loading a logged model needs besides segtie itself (its custom layers)."""
 logger = logging.getLogger(__name__)
 
 # Fail fast on an unreachable HTTP store instead of retrying for minutes.
@@ -34,7 +38,8 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
 
 def resolve_tracking_uri(configured: Optional[str] = None) -> str:
     """The tracking URI: ``configured``, else ``$MLFLOW_TRACKING_URI``, else local SQLite."""
-    return configured or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{DEFAULT_STORE}"
+    return (configured or os.environ.get("MLFLOW_TRACKING_URI")
+            or f"sqlite:///{Path.cwd() / DEFAULT_STORE}")
 
 
 def _guarded(method):
@@ -132,15 +137,37 @@ class Tracker:
         mlflow.log_artifacts(str(folder), artifact_path)
 
     @_guarded
-    def log_keras_model(self, model: keras.Model) -> Optional[str]:
+    def log_keras_model(self, model: keras.Model, input_example: Optional[np.ndarray] = None
+                        ) -> Optional[str]:
         """Log ``model`` with MLflow's Keras flavor; returns the model URI.
 
-        The model loads back with ``mlflow.keras.load_model(uri)`` (see
-        :func:`load_keras_model`).
+        The logged model records its runtime requirements only
+        (:func:`model_requirements`), a tensor signature (images ``(-1, -1, -1, C)``
+        float32 -> logits ``(-1, -1, -1, K)`` float32: any batch and any size that
+        the U-Net takes) and ``input_example`` when given. It loads back with
+        ``mlflow.keras.load_model(uri)`` in a process that imported ``segtie`` (see
+        :func:`load_keras_model`); its MLflow 3 URI is ``models:/m-<model id>``.
+
+        Args:
+            model: images -> logits.
+            input_example: float32 ``(n, H, W, C)``, e.g. one real validation image.
         """
         import mlflow
+        from mlflow.models import ModelSignature
+        from mlflow.types import Schema, TensorSpec
 
-        info = mlflow.keras.log_model(model, name=MODEL_NAME, pip_requirements=_requirements())
+        channels_in, channels_out = model.inputs[0].shape[-1], model.outputs[0].shape[-1]
+        signature = ModelSignature(
+            inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, -1, -1, channels_in),
+                                      "image")]),
+            outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, -1, -1, channels_out),
+                                       "logits")]))
+        info = mlflow.models.Model.log(
+            artifact_path=None, name=MODEL_NAME, flavor=_KerasFlavor, model=model,
+            pip_requirements=model_requirements(),
+            signature=signature, input_example=input_example,
+            metadata={"segtie_version": _installed_version("segtie"),
+                      "loading": "import segtie, mlflow; mlflow.keras.load_model(uri)"})
         return info.model_uri
 
     def end(self, status: str = "FINISHED") -> None:
@@ -162,13 +189,46 @@ class Tracker:
         return False
 
 
-def _requirements() -> list:
-    """Pinned requirements for the logged model (skips MLflow's slow inference)."""
-    path = PROJECT_ROOT / "requirements.txt"
-    if not path.is_file():
-        return ["tensorflow-cpu", "keras"]
-    lines = [ln.split("#")[0].strip() for ln in path.read_text().splitlines()]
-    return [ln for ln in lines if ln]
+class _KerasFlavor:
+    """``mlflow.keras`` with the model folder made before the input example is written.
+
+    ``mlflow.keras.save_model`` writes ``input_example.json`` before it creates the
+    folder, so ``log_model(..., input_example=...)`` fails (mlflow/mlflow#16183, open
+    in MLflow 3.17); this shim creates the folder and calls the real flavor.
+    """
+
+    __name__ = "mlflow.keras"
+
+    @staticmethod
+    def save_model(path, **kwargs):
+        import mlflow
+
+        os.makedirs(path, exist_ok=True)
+        return mlflow.keras.save_model(path=path, **kwargs)
+
+
+def _installed_version(name: str) -> Optional[str]:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def model_requirements() -> list:
+    """The pip requirements of a logged model: what loading it needs, pinned as installed.
+
+    Keras and TensorFlow at the versions of this process (the plain ``tensorflow``
+    distribution, which runs on CPU and GPU, even where this process runs the
+    CPU-only ``tensorflow-cpu`` build of the same version). Nothing of the tests or
+    benchmarks. Loading also needs ``segtie`` importable (its custom layers); it is
+    not on PyPI, so it is recorded in the model's metadata, not here.
+    """
+    pins = []
+    for name in LOADING_REQUIREMENTS:
+        version = _installed_version(name) or (
+            _installed_version(f"{name}-cpu") if name == "tensorflow" else None)
+        pins.append(f"{name}=={version}" if version else name)
+    return pins
 
 
 class MlflowCallback(keras.callbacks.Callback):
@@ -223,25 +283,40 @@ def read_run_text(run_id: str, artifact_file: str,
         return None
 
 
+_LOGGED_MODEL = re.compile(r"^models:/(m-[0-9a-f]+)/?$")
+_ALIAS = re.compile(r"^models:/([^/@]+)@([^/]+)$")
+_VERSION = re.compile(r"^models:/([^/@]+)/(\d+)$")
+
+
 def run_id_of(uri: str, tracking_uri: Optional[str] = None) -> Optional[str]:
     """The training run behind a model URI.
 
-    ``runs:/<run_id>/...`` gives ``run_id``; ``models:/<name>/<version>`` is looked
-    up in the model registry. Anything else, or a failed look-up, gives ``None``.
+    ``runs:/<run_id>/...`` gives ``run_id``; MLflow 3's logged-model URI
+    ``models:/m-<model id>`` (what :meth:`Tracker.log_keras_model` returns) its
+    source run; ``models:/<name>/<version>`` and ``models:/<name>@<alias>`` are
+    looked up in the model registry. Anything else, or a failed look-up (logged as a
+    warning), gives ``None``.
     """
     if uri.startswith("runs:/"):
-        return uri[len("runs:/"):].split("/")[0]
-    if uri.startswith("models:/"):
-        import mlflow
+        return uri[len("runs:/"):].split("/")[0] or None
+    matches = [(kind, pattern.match(uri)) for kind, pattern in
+               (("logged", _LOGGED_MODEL), ("alias", _ALIAS), ("version", _VERSION))]
+    found = [(kind, match) for kind, match in matches if match]
+    if not found:
+        return None
+    import mlflow
 
-        parts = uri[len("models:/"):].split("/")
-        if len(parts) == 2 and parts[1].isdigit():
-            try:
-                client = mlflow.MlflowClient(resolve_tracking_uri(tracking_uri))
-                return client.get_model_version(parts[0], parts[1]).run_id
-            except Exception as err:  # noqa: BLE001 - the link is informative only
-                logger.warning("Could not look up the run of %s: %s", uri, err)
-    return None
+    kind, match = found[0]
+    try:
+        client = mlflow.MlflowClient(resolve_tracking_uri(tracking_uri))
+        if kind == "logged":
+            return client.get_logged_model(match.group(1)).source_run_id
+        if kind == "alias":
+            return client.get_model_version_by_alias(*match.groups()).run_id
+        return client.get_model_version(*match.groups()).run_id
+    except Exception as err:  # noqa: BLE001 - the caller says what it falls back to
+        logger.warning("Could not look up the run of %s: %s", uri, err)
+        return None
 
 
 def scratch_dir() -> Path:

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from segtie.config import DataConfig
-from segtie.datasets import drive
-from segtie.datasets.kvasir_seg import ARCHIVE_NAME, MANUAL_DIR_ENV, prepare_kvasir_seg
+from segtie.data.sources import drive
+from segtie.data.sources.kvasir_seg import ARCHIVE_NAME, MANUAL_DIR_ENV, prepare_kvasir_seg
 
 from realdata import SHARED_DATA, require_archive
 

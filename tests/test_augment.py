@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from segtie import augment as aug
+from segtie.data import augment as aug
 from segtie.config import AugmentConfig
 
 PROBS = [f.name for f in dataclasses.fields(AugmentConfig) if f.name.endswith("_prob")]

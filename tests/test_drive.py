@@ -9,11 +9,11 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from segtie import pipeline
+from segtie.data import pipeline
 from segtie.config import DataConfig
-from segtie.datasets import drive, load_split
-from segtie.datasets.drive import ARCHIVE_NAME, HOMEPAGE, Drive, drive_split_ids
-from segtie.datasets.kvasir_seg import MANUAL_DIR_ENV
+from segtie.data.sources import drive, load_split
+from segtie.data.sources.drive import ARCHIVE_NAME, HOMEPAGE, Drive, drive_split_ids
+from segtie.data.sources.kvasir_seg import MANUAL_DIR_ENV
 
 VALIDATION_IDS = ["26", "36", "38", "40"]  # seed 2004, pinned for good
 TRAIN_IDS = sorted(set(f"{i}" for i in range(21, 41)) - set(VALIDATION_IDS))

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import evaluate as evaluate_cli
+from segtie import cli
 from segtie import config as cfg
 from segtie.training import train
 
@@ -44,7 +44,7 @@ def evaluated(drive_data_config, tmp_path_factory):
         "tracking": {"tracking_uri": uri, "experiment": "e2e-drive"},
     })
     result = train(config)
-    assert evaluate_cli.main(["--checkpoint", str(result.checkpoint)]) == 0
+    assert cli.main(["evaluate", "--checkpoint", str(result.checkpoint)]) == 0
     (eval_dir,) = [p for p in (root / "eval").iterdir() if p.is_dir()]
     summary = json.loads((eval_dir / "summary.json").read_text())
     return result, eval_dir, summary, uri

@@ -9,7 +9,7 @@ import mlflow
 import numpy as np
 import pytest
 
-import evaluate as evaluate_cli
+from segtie import cli
 from segtie import config as cfg
 from segtie.training import train
 
@@ -60,7 +60,7 @@ def test_training_writes_checkpoint_and_tracks_the_run(trained):
 
 def test_evaluation_beats_background_and_links_the_training_run(trained):
     config, result, uri, root = trained
-    code = evaluate_cli.main(["--checkpoint", str(result.checkpoint)])
+    code = cli.main(["evaluate", "--checkpoint", str(result.checkpoint)])
     assert code == 0
     (eval_dir,) = [p for p in (root / "eval").iterdir() if p.is_dir()]
     summary = json.loads((eval_dir / "summary.json").read_text())
@@ -81,7 +81,7 @@ def test_registered_model_evaluates_and_links_its_training_run(trained, capsys):
     config, result, uri, root = trained
     mlflow.set_tracking_uri(uri)
     version = mlflow.register_model(f"runs:/{result.mlflow_run_id}/model", "e2e-tied")
-    code = evaluate_cli.main(["--checkpoint", f"models:/e2e-tied/{version.version}",
+    code = cli.main(["evaluate", "--checkpoint", f"models:/e2e-tied/{version.version}",
                               "--set", f"tracking.tracking_uri={uri}",
                               "--set", f"eval.output_dir={root / 'eval-registered'}",
                               "--set", "data.max_eval_cases=4"])
@@ -95,7 +95,7 @@ def test_registered_model_evaluates_and_links_its_training_run(trained, capsys):
 
 def test_missing_checkpoint_is_a_clear_error(tmp_path, capsys, caplog):
     caplog.set_level(logging.INFO)
-    code = evaluate_cli.main(["--checkpoint", str(tmp_path / "nope.keras"),
+    code = cli.main(["evaluate", "--checkpoint", str(tmp_path / "nope.keras"),
                               "--set", "tracking.enabled=false"])
     assert code == 2
     assert "Checkpoint not found" in capsys.readouterr().err

@@ -10,7 +10,8 @@ import pytest
 import tensorflow as tf
 from skimage import io
 
-from segtie import evaluation, pipeline
+from segtie import evaluation, inference
+from segtie.data import pipeline, preprocess
 from segtie.reports import save_overlay_grid
 
 SIZE = [32, 32]
@@ -35,7 +36,7 @@ def sigmoid(x):
 def test_predict_probabilities_constant_image(model):
     for value in (0, 255, 200):
         image = image_from(np.full((45, 70), value, np.uint8))
-        probs = evaluation.predict_probabilities(model, image, SIZE)
+        probs = inference.predict_probabilities(model, image, SIZE)
         assert probs.shape == (45, 70) and probs.dtype == np.float32
         np.testing.assert_allclose(probs, sigmoid(10 * (value / 255 - 0.5)), atol=1e-5)
 
@@ -44,8 +45,8 @@ def test_predict_probabilities_resizes_logits(model):
     channel0 = np.zeros((48, 80), np.uint8)
     channel0[:, :37] = 255
     image = image_from(channel0)
-    probs = evaluation.predict_probabilities(model, image, SIZE)
-    logits = 10.0 * (pipeline.preprocess_image(image, SIZE)[..., :1] - 0.5)
+    probs = inference.predict_probabilities(model, image, SIZE)
+    logits = 10.0 * (preprocess.preprocess_image(image, SIZE)[..., :1] - 0.5)
     resized = tf.image.resize(logits[None], (48, 80), method="bilinear")[0, ..., 0]
     np.testing.assert_allclose(probs, sigmoid(resized.numpy()), atol=1e-5)
     # Resizing probabilities instead would give a different (softer) edge.
@@ -56,11 +57,11 @@ def test_predict_probabilities_resizes_logits(model):
 
 def test_predict_probabilities_rejects_bad_shapes(model):
     with pytest.raises(ValueError, match=r"\(height, width, 3\).*\(8, 8\)"):
-        evaluation.predict_probabilities(model, np.zeros((8, 8), np.uint8), SIZE)
+        inference.predict_probabilities(model, np.zeros((8, 8), np.uint8), SIZE)
     two_channels = keras.Sequential([keras.Input((None, None, 3)),
                                      keras.layers.Conv2D(2, 1)])
     with pytest.raises(ValueError, match="logits of shape"):
-        evaluation.predict_probabilities(two_channels, np.zeros((8, 8, 3), np.uint8), SIZE)
+        inference.predict_probabilities(two_channels, np.zeros((8, 8, 3), np.uint8), SIZE)
 
 
 def synthetic_cases():
@@ -162,7 +163,7 @@ def test_evaluate_full_suite_reports(model, tmp_path):
     roi = np.ones(SIZE, np.uint8)
     roi[:, 16:] = 0  # "shifted": the prediction's right half is cut away
     cases[0] = dict(cases[0], roi=roi)
-    options = evaluation.InferenceOptions(image_size=SIZE, sliding_window=True,
+    options = inference.InferenceOptions(image_size=SIZE, sliding_window=True,
                                           overlap=0.5, tta_mirror=True)
     rows, summary = evaluation.evaluate(
         model, cases, SIZE, 0.5, tmp_path, 0, spacing=(0.5, 0.5),

@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pytest
 
-import evaluate as evaluate_cli
+from segtie.cli import evaluate as evaluate_cli
 from segtie import evaluation, metrics
 
 SIZE = [32, 32]

@@ -10,10 +10,11 @@ import tensorflow as tf
 import tifffile
 from PIL import Image
 
-from segtie import pipeline
+from segtie.config import implied_num_classes
+from segtie.data import pipeline
 from segtie.config import DataConfig, from_dict
-from segtie.datasets import load_split
-from segtie.datasets.folder import load_folder_split, match_files, validate_folder
+from segtie.data.sources import load_split
+from segtie.data.sources.folder import load_folder_split, match_files, validate_folder
 
 SHAPE = (12, 16)  # height, width
 RNG = np.random.default_rng(0)
@@ -162,7 +163,7 @@ def test_label_map_multi_class(tmp_path):
     cases = all_cases(config)
     assert set(np.unique(cases["c0"]["mask"])) == {0, 1, 2}
     np.testing.assert_array_equal(cases["p"]["mask"][..., 0], indices)
-    assert pipeline.num_mask_classes(config) == 3
+    assert implied_num_classes(config) == 3
     masks = np.concatenate([m for _, m in pipeline.build_dataset(config, "train",
                                                                  training=True)])
     assert masks.dtype == np.int32 and set(np.unique(masks)) == {0, 1, 2}

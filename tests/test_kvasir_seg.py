@@ -10,8 +10,8 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from segtie.config import DataConfig
-from segtie.datasets import kvasir_seg, load_split
-from segtie.datasets.kvasir_seg import (ARCHIVE_NAME, MANUAL_DIR_ENV, URL, KvasirSeg,
+from segtie.data.sources import kvasir_seg, load_split
+from segtie.data.sources.kvasir_seg import (ARCHIVE_NAME, MANUAL_DIR_ENV, URL, KvasirSeg,
                                         prepare_kvasir_seg, split_ids)
 
 # Read off the real archive once (seed 2020); they pin the split for good.

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from segtie.layers import RecurrentConvBlock
+from segtie.nn.recurrent_conv_block import RecurrentConvBlock
 
 IN_SHAPE = (2, 8, 8, 4)
 F = 5

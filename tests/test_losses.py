@@ -5,9 +5,9 @@ import math
 import numpy as np
 import pytest
 
-from segtie.losses import (DiceBCELoss, DiceCELoss, DiceMetric, bce_loss, categorical_ce_loss,
-                           hard_dice, hard_dice_multiclass, soft_dice_loss,
-                           soft_dice_multiclass_loss)
+from segtie.losses import (DiceBCELoss, DiceCELoss, bce_loss, categorical_ce_loss,
+                           soft_dice_loss, soft_dice_multiclass_loss)
+from segtie.metrics.validation import DiceMetric, hard_dice, hard_dice_multiclass
 
 
 def _t(values):

@@ -1,5 +1,7 @@
 """The tied U-Net: formulas, the proof for every tying scheme, save/export, bad input, budgets."""
 
+import json
+
 import keras
 import numpy as np
 import pytest
@@ -7,8 +9,9 @@ import tensorflow as tf
 from tying import assert_tying_is_real
 
 from segtie import config as cfg
-from segtie.models import build_model, build_unet, parameter_count, profile, unet_arguments
-from segtie.models.budget import activation_line, fit_base_filters
+from segtie.cli.common import load_config
+from segtie.nn import build_model, build_unet, parameter_count, profile, unet_arguments
+from segtie.nn.budget import activation_line, fit_base_filters
 
 TINY = dict(base_filters=4, depth=3, num_iterations=2)
 LEVELS = dict(TINY, width_multiplier=1, tie_levels=True, level_projection=True)
@@ -135,8 +138,10 @@ def test_impossible_combinations_name_key_rule_and_value(kwargs, message):
     ({"recurrence_loss_decay": 1.5}, r"`model.recurrence_loss_decay` must be <= 1.0"),
 ])
 def test_config_rejects_impossible_models_at_load(model, message):
+    # The command lines' loader: the config's own checks, then the U-Net's tying rules.
+    overrides = [f"model.{key}={json.dumps(value)}" for key, value in model.items()]
     with pytest.raises(ValueError, match=message):
-        cfg.from_dict({"model": model})
+        load_config(None, overrides)
 
 
 def test_default_config_builds_todays_model():

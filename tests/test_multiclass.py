@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from skimage import io
 
-from segtie import evaluation, scoring
+from segtie import evaluation, inference
+from segtie.evaluation import scoring
 from segtie.config import from_dict, implied_num_classes
 from segtie.inference import InferenceOptions, predict_logits
 from segtie.reports import save_overlay_grid
@@ -86,7 +87,7 @@ def test_inference_keeps_the_class_channels(model, sliding):
     logits = predict_logits(model, image_of(labels), options)
     assert logits.shape == (32, 32, 3)
     np.testing.assert_array_equal(np.argmax(logits, -1), labels)
-    probs = evaluation.predict_probabilities(model, image_of(labels), SIZE, options)
+    probs = inference.predict_probabilities(model, image_of(labels), SIZE, options)
     np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-6)
     with pytest.raises(ValueError, match=r"logits of shape \(batch, height, width, 1\)"):
         predict_logits(model, image_of(labels), InferenceOptions(SIZE))
@@ -117,7 +118,7 @@ def test_predict_labels_largest_component_per_class():
     probs[..., 0] = 0.5
     probs[0:2, 0:2, 1] = probs[4, 4, 1] = 0.9  # class 1: a 2x2 blob and a stray pixel
     probs[3:6, 0, 2] = 0.9
-    labels = scoring.predict_labels(probs, 3, 0.5, keep_largest=True)
+    labels = inference.predict_labels(probs, 3, 0.5, keep_largest=True)
     expected = np.zeros((6, 6), np.int32)
     expected[0:2, 0:2], expected[3:6, 0] = 1, 2
     np.testing.assert_array_equal(labels, expected)

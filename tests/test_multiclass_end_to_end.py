@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import evaluate as evaluate_cli
+from segtie import cli
 from segtie import config as cfg
 from segtie.training import train
 
@@ -76,7 +76,7 @@ def test_training_takes_the_multiclass_path(trained):
 
 def test_evaluate_reports_every_class(trained, capsys):
     config, result, root = trained
-    assert evaluate_cli.main(["--checkpoint", str(result.checkpoint),
+    assert cli.main(["evaluate", "--checkpoint", str(result.checkpoint),
                               "--set", "tracking.enabled=false"]) == 0
     (eval_dir,) = [p for p in (root / "eval").iterdir() if p.is_dir()]
     rows = list(csv.DictReader((eval_dir / "per_case.csv").open()))

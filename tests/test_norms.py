@@ -5,7 +5,7 @@ import pytest
 import keras
 import tensorflow as tf
 
-from segtie.norms import FusedBatchNormalization, make_norm
+from segtie.nn.norms import FusedBatchNormalization, make_norm
 
 
 def _pair(channels=5, seed=0):

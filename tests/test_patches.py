@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 from segtie.config import from_dict
-from segtie.patches import random_patch
+from segtie.data.patches import random_patch
 
 
 def coordinate_image(height, width):

@@ -6,49 +6,49 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from segtie import pipeline
-from segtie.datasets import load_split
+from segtie.data import pipeline, preprocess
+from segtie.data.sources import load_split
 
 # --- preprocess_image / preprocess_mask ---------------------------------------------
 
 
 def test_preprocess_image_shapes_dtype_and_range():
     image = np.random.default_rng(0).integers(0, 256, (37, 53, 3), dtype=np.uint8)
-    out = pipeline.preprocess_image(image, [16, 24])
+    out = preprocess.preprocess_image(image, [16, 24])
     assert out.shape == (16, 24, 3) and out.dtype == tf.float32
     assert 0.0 <= float(tf.reduce_min(out)) and float(tf.reduce_max(out)) <= 1.0
-    batch = pipeline.preprocess_image(np.stack([image, image]), [16, 24])
+    batch = preprocess.preprocess_image(np.stack([image, image]), [16, 24])
     assert batch.shape == (2, 16, 24, 3)
     np.testing.assert_allclose(batch[1].numpy(), out.numpy(), atol=1e-6)
 
 
 def test_preprocess_image_scales_by_255_and_keeps_same_size_images():
     for value in (0, 77, 255):
-        out = pipeline.preprocess_image(np.full((40, 30, 3), value, np.uint8), [8, 8])
+        out = preprocess.preprocess_image(np.full((40, 30, 3), value, np.uint8), [8, 8])
         np.testing.assert_allclose(out.numpy(), value / 255.0, atol=1e-6)
     image = np.random.default_rng(1).integers(0, 256, (8, 8, 3), dtype=np.uint8)
-    np.testing.assert_allclose(pipeline.preprocess_image(image, [8, 8]).numpy(),
+    np.testing.assert_allclose(preprocess.preprocess_image(image, [8, 8]).numpy(),
                                image / 255.0, atol=1e-5)
 
 
 def test_preprocess_image_rejects_bad_input():
     with pytest.raises(TypeError, match="uint8.*float32"):
-        pipeline.preprocess_image(np.zeros((8, 8, 3), np.float32), [4, 4])
+        preprocess.preprocess_image(np.zeros((8, 8, 3), np.float32), [4, 4])
     with pytest.raises(ValueError, match=r"\(height, width, 3\).*\(8, 8\)"):
-        pipeline.preprocess_image(np.zeros((8, 8), np.uint8), [4, 4])
+        preprocess.preprocess_image(np.zeros((8, 8), np.uint8), [4, 4])
     with pytest.raises(ValueError, match=r"image_size.*\[4\]"):
-        pipeline.preprocess_image(np.zeros((8, 8, 3), np.uint8), [4])
+        preprocess.preprocess_image(np.zeros((8, 8, 3), np.uint8), [4])
 
 
 def test_preprocess_mask_stays_binary():
     mask = np.zeros((40, 60, 1), np.uint8)
     mask[8:28, 6:45] = 1  # aligned with the 4x3 blocks of the downscale
-    out = pipeline.preprocess_mask(mask, [10, 20]).numpy()
+    out = preprocess.preprocess_mask(mask, [10, 20]).numpy()
     assert out.shape == (10, 20, 1) and out.dtype == np.float32
     expected = np.zeros((10, 20, 1), np.float32)
     expected[2:7, 2:15] = 1
     np.testing.assert_array_equal(out, expected)
-    odd = pipeline.preprocess_mask(mask, [13, 17]).numpy()
+    odd = preprocess.preprocess_mask(mask, [13, 17]).numpy()
     assert set(np.unique(odd)) == {0.0, 1.0}
 
 
@@ -101,10 +101,10 @@ def test_eval_batches_follow_the_split_order(small_config):
     batches = collect(pipeline.build_dataset(no_cache, "validation", training=False))
     assert [image.shape[0] for image, _ in batches] == [4, 2]
     raw = list(load_split(small_config, "validation").take(6))
-    expected = np.stack([pipeline.preprocess_image(c["image"], [32, 48]).numpy()
+    expected = np.stack([preprocess.preprocess_image(c["image"], [32, 48]).numpy()
                          for c in raw])
     np.testing.assert_allclose(np.concatenate([i for i, _ in batches]), expected, atol=1e-6)
-    expected_masks = np.stack([pipeline.preprocess_mask(c["mask"], [32, 48]).numpy()
+    expected_masks = np.stack([preprocess.preprocess_mask(c["mask"], [32, 48]).numpy()
                                for c in raw])
     np.testing.assert_array_equal(np.concatenate([m for _, m in batches]), expected_masks)
 

@@ -8,10 +8,11 @@ import pytest
 import tensorflow as tf
 
 from segtie.config import ModelConfig
-from segtie.losses import DiceBCELoss, DiceMetric
-from segtie.models import (DeepSupervisionModel, build_model, build_training_model,
+from segtie.losses import DiceBCELoss
+from segtie.metrics.validation import DiceMetric
+from segtie.nn import (DeepSupervisionModel, build_model, build_training_model,
                            recurrence_weights)
-from segtie.recurrence import ConvGRUCell, ZeroState
+from segtie.nn.recurrence import ConvGRUCell, ZeroState
 
 MODEL = ModelConfig(base_filters=4, depth=2, num_recurrences=3, recurrence_loss_decay=0.5)
 SHAPE = (2, 8, 8)

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from segtie import cli
 from segtie import config as cfg
-from segtie import report
-from segtie.models import build_model, build_unet, profile
+from segtie.training import resources as report
+from segtie.nn import base_width, build_model, build_unet, profile
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {"data": {"image_size": [16, 16], "batch_size": 2},
@@ -56,7 +57,7 @@ def test_resource_figures_and_the_effect_of_recompute():
     assert figures["model_file_bytes"] > 4 * figures["unique_params"]
     assert figures["training_step_mb_estimate"] > figures["activation_mb_estimate"] > 0
     assert all(isinstance(v, (int, float)) for v in figures.values())
-    compared = report.recompute_comparison(config, report.model_base_width(model))
+    compared = report.recompute_comparison(config, base_width(model))
     assert compared[True] < compared[False]
     assert compared[False] == pytest.approx(figures["activation_mb_estimate"])
 
@@ -74,7 +75,7 @@ def test_measured_step_peak_holds_the_weights_and_shrinks_with_recompute(tmp_pat
     path = tmp_path / "tiny.yaml"
     path.write_text(cfg.dump_yaml(config))
     env = {k: v for k, v in os.environ.items() if k != report.BFC_ENV}
-    done = subprocess.run([sys.executable, "-m", "segtie.report", "--config", str(path)],
+    done = subprocess.run([sys.executable, "-m", "segtie", "report", "--config", str(path)],
                           capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
     assert done.returncode == 0, done.stderr
     line = _measured_line(done.stdout)
@@ -82,7 +83,7 @@ def test_measured_step_peak_holds_the_weights_and_shrinks_with_recompute(tmp_pat
         r"recompute off ([0-9.]+) MB, on ([0-9.]+) MB", line).groups())
     model = build_model(config.model)
     weights_and_adam_slots = 3 * 4 * model.count_params() / 2 ** 20  # float32 w, m and v
-    estimate = report.recompute_comparison(config, report.model_base_width(model))
+    estimate = report.recompute_comparison(config, base_width(model))
     assert off > weights_and_adam_slots + estimate[False]
     assert on > weights_and_adam_slots
     # What recompute saves is activations; the rest of the peak (kernel scratch space)
@@ -112,14 +113,14 @@ def test_the_report_command_does_not_crash_without_statistics(monkeypatch, tmp_p
                         lambda config: (None, "not measured: no statistics"))
     path = tmp_path / "tiny.yaml"
     path.write_text(cfg.dump_yaml(_config()))
-    assert report.main(["--config", str(path)]) == 0
+    assert cli.main(["report", "--config", str(path)]) == 0
     assert "not measured: no statistics" in _measured_line(capsys.readouterr().out)
 
 
 def test_cli_prints_every_figure(tmp_path, capsys):
     path = tmp_path / "tiny.yaml"
     path.write_text(cfg.dump_yaml(_config()))
-    assert report.main(["--config", str(path), "--set", "model.num_recurrences=2",
+    assert cli.main(["report", "--config", str(path), "--set", "model.num_recurrences=2",
                         "--no-measure"]) == 0
     out = capsys.readouterr().out
     for label in ("unique parameters", "effective parameters", "model file", "FLOPs per image",

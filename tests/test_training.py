@@ -9,7 +9,7 @@ import pytest
 
 from segtie import config as cfg
 from segtie import training
-from segtie.models import build_unet
+from segtie.nn import build_unet
 from segtie.tracking import Tracker
 from segtie.training import BestCheckpoint, make_optimizer, train
 
@@ -96,7 +96,7 @@ def test_training_a_supplied_model_uses_it_and_names_it(kvasir_data_config, tmp_
     def start(tracker, run_name, tags=None):  # tracking is off: record the run's tags
         started.update(tags or {})
 
-    monkeypatch.setattr(training.Tracker, "start", start)
+    monkeypatch.setattr(training.fit.Tracker, "start", start)
     image = keras.Input((None, None, 3))
     hidden = keras.layers.Conv2D(3, 3, padding="same", activation="relu")(image)
     model = keras.Model(image, keras.layers.Conv2D(1, 1)(hidden), name="supplied_net")

@@ -2,7 +2,7 @@
 
 The untied copy is built by the same code with tying switched off, so it computes the
 same function with one layer per *use*. Tracing both models
-(:func:`segtie.models.profile.trace_uses`) lists their layer calls in the same order,
+(:func:`segtie.nn.profile.trace_uses`) lists their layer calls in the same order,
 which pairs every use of a tied layer with the untied layer that does that use.
 Then, with the untied layers starting from the tied weights:
 
@@ -18,7 +18,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from segtie.models import profile
+from segtie.nn import profile
 
 RTOL, ATOL = 1e-4, 1e-5
 

@@ -1,4 +1,8 @@
-"""YAML -> typed, frozen configuration objects.
+"""Config: YAML -> typed, frozen configuration objects (the lowest stage; imports no
+other part of segtie).
+
+The recipes (one YAML file per dataset/model) ship in ``segtie/config/recipes/`` and
+are named by file or by name (``--config drive``).
 
 A config is one :class:`Config` with five groups (``data``, ``model``, ``train``,
 ``eval``, ``tracking``). Every value can be overridden from the command line with
@@ -22,11 +26,39 @@ from segtie.config.checks import implied_num_classes
 from segtie.config.groups import (AugmentConfig, Config, DataConfig, EvalConfig, ModelConfig,
                                   TrackingConfig, TrainConfig)
 
-__all__ = ["DEFAULT_CONFIG", "AugmentConfig", "Config", "DataConfig", "EvalConfig",
-           "ModelConfig", "TrackingConfig", "TrainConfig", "apply_overrides", "dump_yaml",
-           "flatten", "from_dict", "implied_num_classes", "load_config", "to_dict"]
+__all__ = ["DEFAULT_CONFIG", "RECIPES_DIR", "AugmentConfig", "Config", "DataConfig", "EvalConfig",
+           "ModelConfig", "TrackingConfig", "TrainConfig", "apply_overrides", "config_path", "dump_yaml",
+           "flatten", "from_dict", "implied_num_classes", "load_config", "recipe_names", "to_dict"]
 
-DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "kvasir_seg.yaml"
+RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
+"""The recipes shipped with the package (``configs/`` in the checkout links here)."""
+DEFAULT_CONFIG = RECIPES_DIR / "kvasir_seg.yaml"
+
+
+def recipe_names() -> list[str]:
+    """The names of the shipped recipes, e.g. ``["drive", "kvasir_seg"]``."""
+    return sorted(path.stem for path in RECIPES_DIR.glob("*.yaml"))
+
+
+def config_path(spec: Optional[str | Path]) -> Path:
+    """The YAML file ``spec`` names: a path, or the name of a shipped recipe.
+
+    ``None`` is the default recipe (``kvasir_seg``); ``"drive"`` or ``"drive.yaml"``
+    is ``RECIPES_DIR / "drive.yaml"`` unless a file of that name exists here.
+
+    Raises:
+        FileNotFoundError: neither a file nor a recipe (the message lists the recipes).
+    """
+    if spec is None:
+        return DEFAULT_CONFIG
+    path = Path(spec)
+    if path.is_file():
+        return path
+    recipe = RECIPES_DIR / (path.name if path.suffix == ".yaml" else f"{path.name}.yaml")
+    if path.parent == Path(".") and recipe.is_file():
+        return recipe
+    raise FileNotFoundError(f"Config file not found: {path} (expected a YAML file or the "
+                            f"name of a shipped recipe: {', '.join(recipe_names())})")
 
 
 def from_dict(raw: dict) -> Config:
@@ -88,17 +120,16 @@ def load_config(path: Optional[str | Path] = None, overrides: Optional[list[str]
     """Load a YAML config file, apply overrides and validate.
 
     Args:
-        path: YAML file; ``None`` loads ``configs/kvasir_seg.yaml``.
+        path: YAML file or recipe name (:func:`config_path`); ``None`` loads the
+            default recipe ``kvasir_seg``.
         overrides: ``["group.key=value", ...]``.
 
     Raises:
-        FileNotFoundError: the file does not exist.
+        FileNotFoundError: neither a file nor a shipped recipe.
         ValueError / TypeError: see :func:`from_dict`; the message starts with the
             file, or with the overrides when the file alone is valid.
     """
-    path = Path(path) if path else DEFAULT_CONFIG
-    if not path.is_file():
-        raise FileNotFoundError(f"Config file not found: {path}")
+    path = config_path(path)
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:

@@ -10,7 +10,7 @@ import dataclasses
 import typing
 from typing import Any
 
-from segtie.config.groups import Config, DataConfig, ModelConfig
+from segtie.config.groups import Config, DataConfig
 
 def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
@@ -79,25 +79,6 @@ def _check_cross(obj: Any, prefix: str) -> None:
         if len(size) != 2 or not all(isinstance(s, int) and s > 0 for s in size):
             raise ValueError(f"`{prefix}.image_size` must be [height, width] of two positive "
                              f"integers, received {size!r}")
-    if isinstance(obj, ModelConfig):
-        _check_model_tying(obj, prefix)
-
-
-def _check_model_tying(model: ModelConfig, prefix: str) -> None:
-    """Tying that the widths forbid (model construction checks the same, and more)."""
-    for key in ("tie_levels", "tie_decoder"):
-        if getattr(model, key) and model.width_multiplier != 1 and model.depth > 1:
-            raise ValueError(f"`{prefix}.{key}: true` needs one width for every level: "
-                             f"`{prefix}.width_multiplier` must be 1, received "
-                             f"{model.width_multiplier}")
-    if model.tie_levels and not model.level_projection:
-        first = model.in_channels + (model.num_classes if model.num_recurrences > 1 else 0)
-        if first != model.base_filters or model.param_budget or model.memory_budget_mb:
-            raise ValueError(f"`{prefix}.tie_levels: true` without "
-                             f"`{prefix}.level_projection` needs level 0's input ({first} "
-                             f"channels) to have `{prefix}.base_filters` = "
-                             f"{model.base_filters} channels, fixed (no budget); set "
-                             f"`{prefix}.level_projection: true`")
 
 
 def _check_model_fits_data(config: Config) -> None:

@@ -32,7 +32,7 @@ class AugmentConfig:
     zooms in; elastic deformation follows Simard et al. 2003 (``elastic_alpha`` and
     ``elastic_sigma`` in pixels); ``noise_std`` is the largest standard deviation of
     the Gaussian noise on [0, 1] images. The defaults give flips and quarter turns
-    only; ``segtie.augment.NNUNET_LIKE`` lists an nnU-Net-like suite.
+    only; ``segtie.data.augment.NNUNET_LIKE`` lists an nnU-Net-like suite.
     """
 
     flip: bool = True  # random left-right and up-down flips
@@ -78,7 +78,7 @@ class DataConfig:
     caps the training split (``null`` = all), for quick runs and tests.
 
     ``name: folder`` reads your own data from ``folder`` (``images/`` and ``masks/``,
-    see :mod:`segtie.datasets.folder`); ``label_map`` maps raw mask values (palette
+    see :mod:`segtie.data.sources.folder`); ``label_map`` maps raw mask values (palette
     indices for palette images) to class indices 0..K (``null``: binary masks, 0/1
     or 0/255). ``spacing`` is ``[row, col]`` mm per pixel of the dataset (``null``:
     unknown). ``patch_size`` switches training to random ``[height, width]`` patches
@@ -146,7 +146,7 @@ def _check_label_map(label_map: dict, name: str) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    """The U-Net with tied kernels (see :mod:`segtie.models.unet` for the schemes).
+    """The U-Net with tied kernels (see :mod:`segtie.nn.unet` for the schemes).
 
     Tying: ``num_iterations`` uses of one kernel in each block; ``tie_levels`` one
     encoder block for every level (needs ``width_multiplier: 1``, and

@@ -1,0 +1,85 @@
+"""``segtie evaluate``: score a trained checkpoint on a split.
+
+    segtie evaluate --checkpoint runs/<run>/best.keras
+    segtie evaluate --checkpoint runs:/<mlflow_run_id>/model [--config ...] [--set ...]
+    segtie evaluate --checkpoint models:/<name>/<version>     (or models:/m-<model id>)
+
+Writes per_case.csv, summary.json, overlay PNGs (first cases; best, median and worst
+by Dice) and a Dice box plot to ``<eval.output_dir>/<run name>/``, logs them to an
+MLflow evaluation run tagged with the training run it evaluates, and prints the
+summary table. The config is the training run's own (beside the ``.keras`` file, or
+the MLflow run's ``config.yaml``) unless ``--config`` is given. Inference (sliding
+window, mirroring TTA, largest component), spacing (``eval.spacing``, else the
+dataset's ``data.spacing``; pixels when neither is set), NSD tolerance and the
+bootstrap come from the ``eval`` group; the number of classes from
+``model.num_classes`` (multi-class: argmax, per-class metrics).
+
+Cases that carry a field of view (DRIVE) are scored inside it, against the first
+observer, with AUC/AP and accuracy; a second observer's annotation adds the human
+reference as a second table.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from segtie.cli.common import add_config_arguments, run_command, setup_logging
+from segtie.data.splits import SPLITS
+
+HELP = "score a checkpoint on the test split"
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register ``evaluate`` on the ``segtie`` command's subparsers."""
+    parser = subparsers.add_parser("evaluate", help=HELP, description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", required=True,
+                        help="a .keras file, runs:/<run_id>/model, models:/<name>/<version> "
+                             "or models:/m-<model_id>")
+    add_config_arguments(parser, config_help="a YAML config file or recipe name (default: "
+                                             "the training run's own config)")
+    parser.add_argument("--split", default="test", choices=SPLITS,
+                        help="the split to score (default: test)")
+    parser.set_defaults(run=run)
+    return parser
+
+
+def print_table(summary: dict, train_run: str, out_dir: Path) -> None:
+    """Print the summary table, and the second observer's when there is one."""
+    from segtie.reports import format_table
+
+    print("\n" + format_table(summary, summary["metrics"]))
+    observer = summary.get("second_observer")
+    if observer:
+        print(f"\nsecond observer vs first, the human reference ({observer['num_cases']} "
+              f"cases):\n" + format_table(observer, observer["metrics"]))
+    roi = summary.get("num_cases_with_roi", 0)
+    where = f"inside the ROI (field of view) for {roi} cases; " if roi else ""
+    units = summary.get("distance_units", "pixels")
+    print(f"\n{where}hd95 and assd in {units}; nsd at {summary.get('nsd_tolerance')} "
+          f"{units}; training run {train_run}; reports in {out_dir}")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load the checkpoint and its config, score the split, print the table."""
+    from segtie.data.pipeline import build_eval_dataset
+    from segtie.evaluation import run_evaluation
+    from segtie.training import checkpoints
+
+    setup_logging()
+
+    def load():
+        config = checkpoints.resolve_config(args.checkpoint, args.config, args.overrides)
+        model = checkpoints.load_checkpoint(args.checkpoint, config.tracking.tracking_uri)
+        checkpoints.check_compatible(model, config.model, args.checkpoint)
+        return config, model, build_eval_dataset(config.data, args.split)
+
+    loaded = []
+    status = run_command(lambda: loaded.append(load()) or 0)
+    if status:
+        return status
+    config, model, dataset = loaded[0]
+    result = run_evaluation(model, config, dataset, args.split, args.checkpoint)
+    print_table(result.summary, result.train_run_id or "unknown", result.out_dir)
+    return 0

@@ -1,0 +1,60 @@
+"""The sources: public datasets as TFDS builders, your own folder, one entry point.
+
+:func:`load_split` dispatches on ``DataConfig.name`` and returns the raw, decoded
+examples of a split at their original size; :mod:`segtie.data.pipeline` resizes, caches,
+augments and batches them.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import tensorflow as tf
+
+from segtie.data.sources.drive import Drive, load_drive_split, prepare_drive
+from segtie.data.sources.folder import load_folder_split, validate_folder
+from segtie.data.sources.kvasir_seg import KvasirSeg, load_kvasir_split, prepare_kvasir_seg
+from segtie.data.splits import SPLITS, check_split
+
+__all__ = ["Drive", "KvasirSeg", "LOADERS", "SPLITS", "load_split", "load_drive_split",
+           "load_folder_split", "load_kvasir_split", "prepare_drive", "prepare_kvasir_seg",
+           "validate_folder"]
+
+# DataConfig.name -> function(data_config, split) -> tf.data.Dataset of raw examples.
+LOADERS: dict[str, Callable[..., tf.data.Dataset]] = {
+    "kvasir_seg": load_kvasir_split,
+    "drive": load_drive_split,
+    "folder": load_folder_split,
+}
+
+
+def load_split(data_config, split: str) -> tf.data.Dataset:
+    """The raw examples of one split of the dataset named by ``data_config.name``.
+
+    Archive datasets are built into ``data_config.data_dir`` on first use (from the
+    archive in ``data_config.manual_dir`` or ``$SEGTIE_MANUAL_DIR``); a folder is
+    validated and read directly (:mod:`segtie.data.sources.folder`).
+
+    Args:
+        data_config: a :class:`segtie.config.DataConfig`.
+        split: ``"train"``, ``"validation"`` or ``"test"``.
+
+    Shapes:
+        Each element is ``{"id": string (), "image": uint8 (height, width, 3),
+        "mask": uint8 (height, width, 1)}`` at the original size; ``mask`` is in
+        {0, 1}, or class indices for a folder with a multi-class ``label_map``.
+        DRIVE adds ``fov`` and ``mask2`` (uint8 (height, width, 1) in {0, 1}) and
+        ``has_mask2`` (bool).
+
+    Returns:
+        An unbatched ``tf.data.Dataset`` in a fixed order.
+
+    Raises:
+        ValueError: an unknown dataset name or split; a folder with problems.
+        FileNotFoundError: the dataset's archive cannot be found or downloaded.
+    """
+    if data_config.name not in LOADERS:
+        raise ValueError(f"`data.name` must be one of {sorted(LOADERS)}, received "
+                         f"{data_config.name!r}")
+    check_split(split)
+    return LOADERS[data_config.name](data_config, split)

@@ -1,0 +1,116 @@
+"""The evaluation run: score a checkpoint on a split as ``config.eval`` says, in MLflow.
+
+Cases that carry a field of view (DRIVE) are scored as the literature does: inside
+the FOV, against the first observer, with AUC/AP (``eval.keep_probabilities``) and
+accuracy (``eval.accuracy``) switched on; cases with a second observer's annotation
+add the block ``second_observer`` (the human reference) to summary.json.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from pathlib import Path
+from typing import Optional
+
+from segtie.evaluation.evaluator import evaluate
+from segtie.inference import InferenceOptions
+from segtie.tracking import Tracker
+from segtie.training import checkpoints
+
+__all__ = ["EvaluationResult", "has_field_of_view", "inference_options", "run_evaluation"]
+
+STATS = ("mean", "median", "std", "ci_low", "ci_high")
+
+
+def _cases(dataset):
+    """Evaluation cases; DRIVE's ``fov`` becomes the ROI, ``mask2`` the 2nd observer."""
+    for case in dataset.as_numpy_iterator():
+        out = {"id": case["id"].decode(), "image": case["image"], "mask": case["mask"]}
+        if "fov" in case:
+            out["roi"] = case["fov"]
+        if case.get("has_mask2", False):
+            out["mask2"] = case["mask2"]
+        yield out
+
+
+def has_field_of_view(dataset) -> bool:
+    """Whether the evaluation cases carry a field-of-view mask (DRIVE)."""
+    return "fov" in dataset.element_spec
+
+
+def inference_options(config) -> InferenceOptions:
+    """The :class:`InferenceOptions` of ``config.eval`` and ``config.data``."""
+    ev = config.eval
+    return InferenceOptions(
+        image_size=list(config.data.image_size), sliding_window=ev.sliding_window,
+        window_size=ev.window_size, overlap=ev.overlap, gaussian=ev.gaussian,
+        sigma_scale=ev.gaussian_sigma_scale, batch_size=ev.sw_batch_size,
+        tta_mirror=ev.tta_mirror, num_classes=config.model.num_classes)
+
+
+def _summary_metrics(summary: dict, prefix: str) -> dict:
+    """``{<prefix>_<metric>_<stat>: value}`` of a summary block, NaN left out."""
+    out = {f"{prefix}_{m}_{stat}": summary[m][stat] for m in summary["metrics"]
+           for stat in STATS if not math.isnan(summary[m].get(stat, math.nan))}
+    out.update({f"{prefix}_{m}_num_nan": summary[m]["num_nan"] for m in summary["metrics"]})
+    return out
+
+
+@dataclasses.dataclass
+class EvaluationResult:
+    """What :func:`run_evaluation` produced."""
+
+    summary: dict
+    out_dir: Path
+    train_run_id: Optional[str]
+    mlflow_run_id: Optional[str]
+
+
+def run_evaluation(model, config, dataset, split: str, checkpoint: str) -> EvaluationResult:
+    """Score ``model`` on ``dataset`` as ``config.eval`` says; log an MLflow eval run.
+
+    The reports go to ``<eval.output_dir>/eval-<data.name>-<split>-<time>/``; the run
+    is tagged with ``checkpoint`` and the training run that produced it.
+
+    Args:
+        model: a loaded checkpoint (images -> logits).
+        config: the whole config (``eval``, ``data``, ``model.num_classes``,
+            ``tracking``).
+        dataset: :func:`segtie.data.pipeline.build_eval_dataset` of ``split``.
+        split: ``"test"``, ``"validation"`` or ``"train"``; prefixes the metrics.
+        checkpoint: the checkpoint spec (a ``.keras`` path or an MLflow URI).
+    """
+    ev, fov = config.eval, has_field_of_view(dataset)
+    cardinality = int(dataset.cardinality().numpy())
+    num_cases = cardinality if cardinality >= 0 else None
+    train_run = checkpoints.training_run_id(checkpoint, config.tracking.tracking_uri)
+    run_name = f"eval-{config.data.name}-{split}-{time.strftime('%Y%m%d-%H%M%S')}"
+    out_dir = Path(config.eval.output_dir) / run_name
+    tracker = Tracker(config.tracking.enabled, config.tracking.tracking_uri,
+                      config.tracking.experiment or config.data.name)
+    with tracker:
+        run_id = tracker.start(run_name, tags={"segtie.kind": "evaluate",
+                                               "segtie.checkpoint": checkpoint,
+                                               "segtie.train_run_id": train_run or "unknown",
+                                               "segtie.split": split})
+        tracker.log_params({"checkpoint": checkpoint, "split": split,
+                            "image_size": config.data.image_size,
+                            **{f"eval.{k}": v for k, v in vars(ev).items()}})
+        rows, summary = evaluate(
+            model, _cases(dataset), config.data.image_size, ev.threshold, out_dir,
+            ev.num_overlays, ev.spacing or config.data.spacing,
+            inference_options=inference_options(config),
+            nsd_tolerance=ev.nsd_tolerance, largest_component=ev.largest_component,
+            keep_probabilities=ev.keep_probabilities or fov,
+            accuracy=ev.accuracy or fov, bootstrap_samples=ev.bootstrap_samples,
+            confidence_level=ev.confidence_level, seed=ev.seed, progress=True,
+            num_cases=num_cases)
+        tracker.log_metrics(_summary_metrics(summary, split))
+        if "second_observer" in summary:
+            tracker.log_metrics(_summary_metrics(summary["second_observer"],
+                                                 f"{split}_second_observer"))
+        tracker.set_tags({"segtie.distance_units": summary["distance_units"]})
+        tracker.log_artifacts(out_dir)
+    return EvaluationResult(summary, out_dir, train_run, run_id)

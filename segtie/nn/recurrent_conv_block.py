@@ -1,0 +1,204 @@
+"""The tied block: one convolution kernel, many uses.
+
+:class:`RecurrentConvBlock` is the U-Net block, tied across its iterations and
+callable at several sites of a model. The recurrent U-Net's bottleneck state
+(``num_recurrences > 1``) is in :mod:`segtie.nn.recurrence`, the normalizations in
+:mod:`segtie.nn.norms`.
+
+Tying is done the Keras way, by calling one sublayer several times: a
+:class:`keras.layers.Conv2D` built once owns exactly one ``kernel`` (and ``bias``)
+variable, and every call of it reads that variable. Backpropagation through the
+unrolled calls therefore gives that variable one gradient, the sum of the gradients
+of its uses; an optimizer step updates it once and every use sees the update; saving
+stores it once. No weights are copied and no ``.kernel`` attribute is reassigned.
+
+References:
+    Alom et al., "Recurrent Residual Convolutional Neural Network based on U-Net
+    (R2U-Net) for Medical Image Segmentation", arXiv:1802.06955, 2018.
+    Liang & Hu, "Recurrent Convolutional Neural Network for Object Recognition",
+    CVPR 2015 (the recurrent convolutional layer).
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers, ops
+
+from segtie.nn.checks import check_int
+from segtie.nn.norms import NORMS, make_norm
+
+
+def _concatenated_shape(input_shape) -> tuple:
+    """The shape of a tensor, or of a list of tensors concatenated on the last axis."""
+    if isinstance(input_shape, (list, tuple)) and input_shape and isinstance(
+            input_shape[0], (list, tuple)):
+        channels = [shape[-1] for shape in input_shape]
+        total = None if None in channels else sum(channels)
+        return tuple(input_shape[0][:-1]) + (total,)
+    return tuple(input_shape)
+
+
+@keras.saving.register_keras_serializable(package="segtie")
+class RecurrentConvBlock(layers.Layer):
+    """A U-Net block whose second convolution is one kernel used ``num_iterations`` times.
+
+    The block maps ``x`` to ``filters`` channels with an entry 3x3 convolution, then
+    applies the tied 3x3 convolution ``K`` recurrently, adding the block's input back
+    before each reuse (the recurrent convolutional layer of R2U-Net)::
+
+        x0 = act(norm_e(conv_entry(x)))
+        h  = act(norm_1(K(x0)))
+        h  = act(norm_t(K(x0 + h)))      for t = 2 .. num_iterations
+
+    With ``num_iterations=1`` this is exactly the plain U-Net double convolution.
+    With ``tied=False`` each use gets its own kernel (the untied baseline and the
+    reference for the tying tests); the computation is otherwise identical.
+
+    The block object itself can also be called at several sites of a model (one
+    block for every encoder level, ``tie_levels``): all its convolutions are then
+    shared by every site; with ``norm_per_use=True`` each site keeps its own
+    normalization, so each level keeps its own batch statistics.
+
+    Parameter count (``norm="batch"``, kernel 3x3, ``C_in`` input channels,
+    ``F = filters``; batch-norm counts its 4 per-channel variables, 2 trainable)::
+
+        entry: 9*C_in*F + F + 4F
+        tied : 9*F*F + F                      (independent of num_iterations)
+        norms: 4F                             (norm_per_iteration=False)
+               4F * num_iterations            (norm_per_iteration=True)
+        untied (tied=False): (9*F*F + F) * num_iterations
+        norm_per_use=True: every norm above (entry and per-iteration) times num_uses
+
+    Args:
+        filters: int, output channels ``F``.
+        num_iterations: int >= 1, uses of the tied kernel.
+        norm: ``"batch"`` (:class:`~segtie.nn.norms.FusedBatchNormalization`),
+            ``"instance"`` (``GroupNormalization(groups=-1)``, 2F weights, no
+            running statistics) or ``"none"``; see :func:`segtie.nn.norms.make_norm`. Instance norm is the
+            default of segtie's configs: a batch norm shared by the uses of a tied
+            kernel averages their different statistics into one moving mean, so
+            inference differs from training (measured: erratic validation Dice on
+            Kvasir-SEG); instance norm has no such state.
+        norm_per_iteration: bool, one normalization per use (True) or one shared by
+            all uses (False, default; as in the R2U-Net reference code, and the
+            parameter count is then exactly independent of ``num_iterations``).
+        tied: bool, share one kernel across uses (default True).
+        dropout: float in [0, 1), spatial dropout after the block.
+        num_uses: int >= 1, call sites of this one block in a model (``tie_levels``
+            calls one block at every encoder level). Each call passes
+            ``use=0 .. num_uses - 1``.
+        norm_per_use: bool, give every call site its own normalizations (default
+            False: all call sites share them). Convolutions are shared either way.
+            Adds ``(num_uses - 1)`` times the norms above.
+        recompute: bool, recompute the block's activations in the backward pass
+            (``keras.remat``, which is ``tf.recompute_grad`` on TensorFlow) instead of
+            storing them: less activation memory, one more forward pass of the block.
+            Batch-norm moving statistics are then updated twice per training step
+            (forward and recomputation).
+
+    Shapes:
+        input ``(batch, height, width, C_in)`` -> output ``(batch, height, width, F)``.
+        ``C_in`` must be the same at every call site. The input may also be a list of
+        tensors (a decoder's up-sampled features and its skip connection), which the
+        block concatenates on the channel axis inside the recomputed region, so that
+        with ``recompute`` the concatenation is not stored either.
+
+    Raises:
+        ValueError: ``filters``, ``num_iterations`` or ``num_uses`` < 1, unknown
+            ``norm``, a ``use`` outside ``[0, num_uses)``.
+    """
+
+    def __init__(self, filters, num_iterations=2, norm="batch", norm_per_iteration=False,
+                 tied=True, dropout=0.0, num_uses=1, norm_per_use=False, recompute=False,
+                 **kwargs):
+        super().__init__(**kwargs)
+        check_int("filters", filters, 1)
+        check_int("num_iterations", num_iterations, 1)
+        check_int("num_uses", num_uses, 1)
+        if norm not in NORMS:
+            raise ValueError(f"`norm` must be one of {list(NORMS)}, received {norm!r}")
+        if not 0.0 <= float(dropout) < 1.0:
+            raise ValueError(f"`dropout` must be in [0, 1), received {dropout!r}")
+        self.filters = filters
+        self.num_iterations = num_iterations
+        self.norm = norm
+        self.norm_per_iteration = norm_per_iteration
+        self.tied = tied
+        self.dropout = float(dropout)
+        self.num_uses = num_uses
+        self.norm_per_use = norm_per_use
+        self.recompute = recompute
+
+    def _make_norm(self, name):
+        return make_norm(self.norm, name, dtype=self.dtype_policy)
+
+    def build(self, input_shape):
+        input_shape = _concatenated_shape(input_shape)
+        # Sublayers share the block's dtype policy (mixed precision survives loading).
+        conv = dict(kernel_size=3, padding="same", kernel_initializer="he_normal",
+                    dtype=self.dtype_policy)
+        self.entry_conv = layers.Conv2D(self.filters, name="entry_conv", **conv)
+        self.entry_norm = self._make_norm("entry_norm")
+        n_convs = 1 if self.tied else self.num_iterations
+        self.convs = [layers.Conv2D(self.filters, name=f"tied_conv_{i}", **conv)
+                      for i in range(n_convs)]
+        n_norms = self.num_iterations if self.norm_per_iteration else 1
+        self.norms = [self._make_norm(f"norm_{i}") for i in range(n_norms)]
+        # Call sites 1 .. num_uses-1 with their own norms; site 0 uses the two above
+        # (so a single-use block keeps the variable layout of earlier checkpoints).
+        extra = range(1, self.num_uses if self.norm_per_use else 1)
+        self.use_entry_norms = [self._make_norm(f"entry_norm_use{u}") for u in extra]
+        self.use_norms = [[self._make_norm(f"norm_use{u}_{i}") for i in range(n_norms)]
+                          for u in extra]
+        self.drop = (layers.SpatialDropout2D(self.dropout, dtype=self.dtype_policy)
+                     if self.dropout else None)
+
+        self.entry_conv.build(input_shape)
+        inner = tuple(input_shape[:-1]) + (self.filters,)
+        all_norms = [self.entry_norm] + self.norms + self.use_entry_norms
+        for layer in self.convs + all_norms + [n for ns in self.use_norms for n in ns]:
+            layer.build(inner)
+        self.built = True
+
+    def conv_for(self, iteration):
+        """The convolution layer used at ``iteration`` (the same object for all if tied)."""
+        return self.convs[0] if self.tied else self.convs[iteration]
+
+    def norms_for(self, use=0):
+        """``(entry_norm, [norm per iteration])`` of call site ``use``."""
+        if not isinstance(use, int) or not 0 <= use < self.num_uses:
+            raise ValueError(f"`use` must be an integer in [0, {self.num_uses}), received "
+                             f"{use!r}")
+        if use == 0 or not self.norm_per_use:
+            return self.entry_norm, self.norms
+        return self.use_entry_norms[use - 1], self.use_norms[use - 1]
+
+    def call(self, inputs, training=None, use=0):
+        entry_norm, norms = self.norms_for(use)
+
+        def forward(*parts):
+            x = parts[0] if len(parts) == 1 else ops.concatenate(parts, axis=-1)
+            x0 = keras.ops.relu(entry_norm(self.entry_conv(x), training=training))
+            h = None
+            for t in range(self.num_iterations):
+                norm = norms[t if self.norm_per_iteration else 0]
+                h = self.conv_for(t)(x0 if h is None else x0 + h)
+                h = keras.ops.relu(norm(h, training=training))
+            return h
+
+        parts = tuple(inputs) if isinstance(inputs, (list, tuple)) else (inputs,)
+        h = keras.remat(forward)(*parts) if self.recompute else forward(*parts)
+        if self.drop is not None:
+            h = self.drop(h, training=training)
+        return h
+
+    def compute_output_shape(self, input_shape):
+        return tuple(_concatenated_shape(input_shape)[:-1]) + (self.filters,)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(filters=self.filters, num_iterations=self.num_iterations,
+                      norm=self.norm, norm_per_iteration=self.norm_per_iteration,
+                      tied=self.tied, dropout=self.dropout, num_uses=self.num_uses,
+                      norm_per_use=self.norm_per_use, recompute=self.recompute)
+        return config

@@ -1,0 +1,234 @@
+"""The U-Net graph with every tying scheme: iterations, levels, decoder, recurrences.
+
+:func:`build_unet` returns a functional :class:`keras.Model` mapping images
+``(batch, H, W, in_channels)`` float32 to logits ``(batch, H, W, num_classes)``
+float32 (no activation); ``H`` and ``W`` must be divisible by ``2 ** (depth - 1)``.
+Level ``i`` has ``F_i = base_filters * width_multiplier ** i`` channels.
+
+Tying is always "one layer object, many calls" (never copied weights):
+
+- ``num_iterations``: each :class:`~segtie.nn.recurrent_conv_block.RecurrentConvBlock` uses its 3x3
+  kernel ``num_iterations`` times (R2U-Net recurrence).
+- ``tie_levels``: one block object is called at every encoder level. One kernel
+  must fit every level, so the widths must be constant (``width_multiplier: 1``)
+  and level 0's input (the image) must already have ``base_filters`` channels,
+  or ``level_projection`` adds a 1x1 convolution at each level entry whose input
+  width differs from the level's width. ``norm_per_level`` gives each level its
+  own normalization (default; a shared batch norm would average the statistics of
+  all levels into its moving mean and variance).
+- ``tie_decoder``: one up-convolution and one block for every decoder level
+  (constant width as well).
+- ``num_recurrences``: the network is run that many times with the same layers;
+  pass ``r`` sees ``[image, probabilities of pass r-1]`` (zeros for the first) and
+  a :class:`~segtie.nn.recurrence.ConvGRUCell` carries a hidden state across passes in
+  the bottleneck (Wang et al. 2019). Pass ``r``'s logits go through an identity
+  layer named ``pass_<r>`` (for deep supervision, see
+  :mod:`segtie.nn.deep_supervision`); the model's output is the last pass.
+  Normalization layers are shared by the passes like everything else, so a batch
+  norm's moving statistics average over the passes.
+
+``num_iterations=1, tie_levels=False, num_recurrences=1`` (and the defaults of the
+other keys) is the plain U-Net of Ronneberger et al. with batch normalization.
+``tied=False`` and ``tie_recurrences=False`` build the untied references of the
+tying tests (not config keys): the same graph with a separate layer per use.
+
+References:
+    Ronneberger et al., "U-Net", MICCAI 2015.
+    Alom et al., "R2U-Net", arXiv:1802.06955, 2018.
+    Wang et al., "Recurrent U-Net for Resource-Constrained Segmentation", ICCV 2019.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from segtie.nn.checks import check_int
+from segtie.nn.norms import NORMS
+from segtie.nn.recurrent_conv_block import RecurrentConvBlock
+from segtie.nn.recurrence import ConvGRUCell, ZeroState
+
+def level_widths(base_filters: int, width_multiplier: int, depth: int) -> list:
+    """``[F_0, ..., F_{depth-1}]`` with ``F_i = base_filters * width_multiplier ** i``."""
+    return [base_filters * width_multiplier ** i for i in range(depth)]
+
+
+def image_channels(in_channels: int, num_classes: int, num_recurrences: int) -> int:
+    """Channels entering level 0: the image, plus the fed-back prediction if recurrent."""
+    return in_channels + (num_classes if num_recurrences > 1 else 0)
+
+
+def check_unet_arguments(in_channels, num_classes, base_filters, depth, num_iterations,
+                         width_multiplier, num_recurrences, norm, tie_levels, tie_decoder,
+                         level_projection, sized_by_budget=False, prefix="", **_):
+    """Reject impossible combinations: the one home of the tying rules.
+
+    Every key is named as ``{prefix}{key}``, so the config's check
+    (:func:`segtie.nn.check_model`, ``prefix="model."``) and :func:`build_unet`
+    (``prefix=""``) say the same thing.
+
+    Args:
+        sized_by_budget: bool, ``base_filters`` will be chosen by a parameter or
+            memory budget (so it cannot be promised to match the image's channels).
+        prefix: str put in front of every key in the messages.
+
+    Raises:
+        ValueError: a count < 1, an unknown ``norm``, or tying that the widths forbid;
+            the message names the key, the rule and the value received.
+    """
+    counts = dict(in_channels=in_channels, num_classes=num_classes,
+                  base_filters=base_filters, depth=depth, num_iterations=num_iterations,
+                  width_multiplier=width_multiplier, num_recurrences=num_recurrences)
+    for key, value in counts.items():
+        check_int(prefix + key, value, 1)
+    if norm not in NORMS:
+        raise ValueError(f"`{prefix}norm` must be one of {list(NORMS)}, received {norm!r}")
+    for key, on in (("tie_levels", tie_levels), ("tie_decoder", tie_decoder)):
+        if on and width_multiplier != 1 and depth > 1:
+            raise ValueError(
+                f"`{prefix}{key}: true` needs every level to have the same width so that "
+                f"one kernel fits all of them: `{prefix}width_multiplier` must be 1, "
+                f"received {width_multiplier}")
+    first = image_channels(in_channels, num_classes, num_recurrences)
+    if tie_levels and not level_projection and (first != base_filters or sized_by_budget):
+        fed = f" + `{prefix}num_classes` = {num_classes} fed back" if num_recurrences > 1 else ""
+        width = ("a width chosen by the budget (`param_budget`/`memory_budget_mb`)"
+                 if sized_by_budget else f"`{prefix}base_filters` = {base_filters}")
+        raise ValueError(
+            f"`{prefix}tie_levels: true` without `{prefix}level_projection` needs level "
+            f"0's input to have {width} channels like every other level, received "
+            f"{first} (`{prefix}in_channels` = {in_channels}{fed}); set "
+            f"`{prefix}level_projection: true` to add a 1x1 projection at the level entry")
+
+
+class _Net:
+    """The layer objects of one pass of the network (shared by all passes if tied)."""
+
+    def __init__(self, args: dict, widths: list, suffix: str):
+        depth = args["depth"]
+        block = dict(num_iterations=args["num_iterations"], norm=args["norm"],
+                     norm_per_iteration=args["norm_per_iteration"], tied=args["tied"],
+                     dropout=args["dropout"], recompute=args["recompute"])
+        inputs = [image_channels(args["in_channels"], args["num_classes"],
+                                 args["num_recurrences"])] + widths[:-1]
+        self.project = [layers.Conv2D(f, 1, name=f"project_{i}{suffix}")
+                        if args["level_projection"] and c != f else None
+                        for i, (c, f) in enumerate(zip(inputs, widths))]
+        if args["tie_levels"]:
+            shared = RecurrentConvBlock(widths[0], num_uses=depth,
+                                        norm_per_use=args["norm_per_level"],
+                                        name=f"encoder{suffix}", **block)
+            self.encoder = [shared] * depth
+        else:
+            self.encoder = [RecurrentConvBlock(f, name=f"encoder_{i}{suffix}", **block)
+                            for i, f in enumerate(widths)]
+        self.pool = [layers.MaxPooling2D(2, name=f"pool_{i}{suffix}")
+                     for i in range(depth - 1)]
+        if args["tie_decoder"] and depth > 1:
+            up = layers.Conv2DTranspose(widths[0], 2, strides=2, name=f"up{suffix}")
+            shared = RecurrentConvBlock(widths[0], num_uses=depth - 1,
+                                        norm_per_use=args["norm_per_level"],
+                                        name=f"decoder{suffix}", **block)
+            self.up, self.decoder = [up] * (depth - 1), [shared] * (depth - 1)
+        else:
+            self.up = [layers.Conv2DTranspose(f, 2, strides=2, name=f"up_{i}{suffix}")
+                       for i, f in enumerate(widths[:-1])]
+            self.decoder = [RecurrentConvBlock(f, name=f"decoder_{i}{suffix}", **block)
+                            for i, f in enumerate(widths[:-1])]
+        self.gru = (ConvGRUCell(widths[-1], name=f"bottleneck_gru{suffix}")
+                    if args["num_recurrences"] > 1 else None)
+        self.state_init = ZeroState(widths[-1], name=f"state_init{suffix}")
+        self.head = layers.Conv2D(args["num_classes"], 1, name=f"logits{suffix}",
+                                  dtype="float32")
+        self.tie_levels, self.tie_decoder = args["tie_levels"], args["tie_decoder"]
+
+    def __call__(self, x, state=None):
+        """One pass: ``x`` -> (logits, new bottleneck state or None).
+
+        ``state=None`` on the first pass starts the hidden state at zeros.
+        """
+        skips = []
+        for i, block in enumerate(self.encoder):
+            if self.project[i] is not None:
+                x = self.project[i](x)
+            x = block(x, use=i) if self.tie_levels else block(x)
+            if i < len(self.pool):
+                skips.append(x)
+                x = self.pool[i](x)
+        if self.gru is not None:
+            if state is None:
+                state = self.state_init(x)
+            x = state = self.gru([x, state])
+        for i in reversed(range(len(self.decoder))):
+            x = [self.up[i](x), skips[i]]  # concatenated inside the block
+            x = self.decoder[i](x, use=i) if self.tie_decoder else self.decoder[i](x)
+        return self.head(x), state
+
+
+def build_unet(in_channels=3, num_classes=1, base_filters=16, depth=4, num_iterations=2,
+               norm="batch", norm_per_iteration=False, dropout=0.0, tied=True,
+               width_multiplier=2, tie_levels=False, tie_decoder=False,
+               level_projection=False, norm_per_level=True, num_recurrences=1,
+               recompute=False, tie_recurrences=True, name="recurrent_unet"):
+    """Build the (recurrent, tied) U-Net; see the module docstring for the schemes.
+
+    Args:
+        in_channels: int, image channels.
+        num_classes: int, output channels (1 = binary, sigmoid on the logits).
+        base_filters: int, width ``F_0`` of the first level.
+        depth: int, number of resolution levels (``depth - 1`` poolings).
+        num_iterations: int, uses of each block's tied kernel (1 = plain U-Net).
+        norm, norm_per_iteration, dropout, tied, recompute: see
+            :class:`~segtie.nn.recurrent_conv_block.RecurrentConvBlock`.
+        width_multiplier: int, ``F_i = base_filters * width_multiplier ** i``.
+        tie_levels: bool, one encoder block for every level.
+        tie_decoder: bool, one up-convolution and decoder block for every level.
+        level_projection: bool, 1x1 projection where a level's input width differs.
+        norm_per_level: bool, tied levels keep their own normalization.
+        num_recurrences: int, passes of the whole network (1 = no recurrence).
+        tie_recurrences: bool, share the layers across passes (False: the untied
+            reference, one set of layers per pass, names suffixed ``_p<r>``).
+        name: model name.
+
+    Returns:
+        keras.Model: images ``(batch, H, W, in_channels)`` -> logits
+        ``(batch, H, W, num_classes)`` of the last pass.
+
+    Raises:
+        ValueError: see :func:`check_unet_arguments`.
+    """
+    args = dict(locals())
+    check_unet_arguments(**args)
+    widths = level_widths(base_filters, width_multiplier, depth)
+    passes = num_recurrences
+    nets = ([_Net(args, widths, "")] * passes if tie_recurrences
+            else [_Net(args, widths, f"_p{r + 1}") for r in range(passes)])
+
+    image = keras.Input((None, None, in_channels), name="image")
+    if passes == 1:
+        logits, _ = nets[0](image)
+        return keras.Model(image, logits, name=name)
+    to_probabilities = "sigmoid" if num_classes == 1 else "softmax"
+    prediction = ZeroState(num_classes, name="prediction_init")(image)
+    state = None
+    for r, net in enumerate(nets, start=1):
+        x = layers.Concatenate(name=f"pass_input_{r}")([image, prediction])
+        logits, state = net(x, state)
+        logits = layers.Identity(name=f"pass_{r}")(logits)
+        if r < passes:
+            prediction = layers.Activation(to_probabilities, name=f"probabilities_{r}")(logits)
+    return keras.Model(image, logits, name=name)
+
+
+def base_width(model: keras.Model) -> int:
+    """``F_0``: the width of the first encoder block of a segtie U-Net.
+
+    Raises:
+        ValueError: ``model`` has no layer ``encoder`` (tied levels) or ``encoder_0``.
+    """
+    names = {layer.name for layer in model.layers}
+    for name in ("encoder", "encoder_0"):
+        if name in names:
+            return model.get_layer(name).filters
+    raise ValueError(f"`model` must be a segtie U-Net with a layer `encoder` or "
+                     f"`encoder_0`, received {model.name!r} without either")

@@ -1,0 +1,20 @@
+"""Training: the fit loop, its callbacks, the optimizer, and what a run leaves behind.
+
+- :mod:`~segtie.training.fit`: :func:`train` (data -> model -> optimizer -> callbacks
+  -> ``model.fit`` -> best checkpoint -> tracking) and :class:`TrainResult`;
+- :mod:`~segtie.training.callbacks`: the best checkpoint (atomic) and the time budget;
+- :mod:`~segtie.training.optimizers`, :mod:`~segtie.training.precision`: the
+  optimizer and schedule of ``config.train``, mixed-precision construction;
+- :mod:`~segtie.training.checkpoints`: finding a trained model and its config again
+  (a ``.keras`` path, ``runs:/``, ``models:/``);
+- :mod:`~segtie.training.resources`: what a configured model costs (parameters,
+  FLOPs, memory estimates and the measured peak of a training step).
+"""
+
+from segtie.training.callbacks import MONITOR, BestCheckpoint, TimeBudget
+from segtie.training.fit import CONFIG_MODEL, TrainResult, train
+from segtie.training.optimizers import make_optimizer
+from segtie.training.precision import dtype_policy
+
+__all__ = ["CONFIG_MODEL", "MONITOR", "BestCheckpoint", "TimeBudget", "TrainResult",
+           "dtype_policy", "make_optimizer", "train"]

@@ -1,0 +1,60 @@
+"""Training callbacks: the best checkpoint (atomic) and the time budget."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from pathlib import Path
+
+import keras
+
+logger = logging.getLogger(__name__)
+MONITOR = "val_dice"
+
+__all__ = ["MONITOR", "BestCheckpoint", "TimeBudget"]
+
+
+class BestCheckpoint(keras.callbacks.Callback):
+    """Save the model whenever ``val_dice`` improves, atomically.
+
+    Keras' ModelCheckpoint writes in place, so a crash mid-write leaves a broken
+    file; this one writes ``<path>.tmp.keras`` and renames it over ``path``
+    (``os.replace`` is atomic on POSIX), so ``path`` is always a complete model.
+    """
+
+    def __init__(self, path: Path, monitor: str = MONITOR):
+        super().__init__()
+        self.path = Path(path)
+        self.monitor = monitor
+        self.best = -math.inf
+        self.best_epoch = -1
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is None:
+            raise KeyError(f"BestCheckpoint: `{self.monitor}` missing from logs "
+                           f"{sorted(logs or {})}; is there validation data?")
+        if value > self.best:
+            tmp = self.path.with_name(self.path.stem + ".tmp.keras")
+            self.model.save(tmp)
+            os.replace(tmp, self.path)
+            logger.info("epoch %d: %s improved %.4f -> %.4f, saved %s", epoch + 1,
+                        self.monitor, self.best, value, self.path)
+            self.best, self.best_epoch = float(value), epoch
+
+
+class TimeBudget(keras.callbacks.Callback):
+    """Stop training after the epoch during which ``max_minutes`` ran out."""
+
+    def __init__(self, max_minutes: float):
+        super().__init__()
+        self.max_seconds = max_minutes * 60.0
+        self.start = time.monotonic()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if time.monotonic() - self.start > self.max_seconds:
+            logger.info("Time budget of %.1f min reached after epoch %d; stopping.",
+                        self.max_seconds / 60, epoch + 1)
+            self.model.stop_training = True

@@ -1,0 +1,115 @@
+"""Find, load and check a trained model: a ``.keras`` path or an MLflow model URI.
+
+A checkpoint can be given as
+- a path to a ``.keras`` file written by training (``runs/<run>/best.keras``); the
+  run folder's ``config.yaml`` and ``run_info.json`` are used when present;
+- ``runs:/<run_id>/model`` (a training run's logged model) or
+  ``models:/<name>/<version>`` (a registered model).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Optional
+
+import keras
+import yaml
+
+from segtie import config as cfg
+from segtie import tracking
+
+logger = logging.getLogger(__name__)
+URI_SCHEMES = ("runs:/", "models:/")
+
+
+def is_mlflow_uri(spec: str) -> bool:
+    """Whether ``spec`` is an MLflow model URI rather than a file path."""
+    return spec.startswith(URI_SCHEMES)
+
+
+def load_checkpoint(spec: str, tracking_uri: Optional[str] = None) -> keras.Model:
+    """Load a model from a ``.keras`` path or an MLflow URI (Keras safe mode).
+
+    Raises:
+        FileNotFoundError: the path does not exist or MLflow cannot resolve the URI.
+        ValueError: the file exists but is not a loadable Keras model.
+    """
+    if is_mlflow_uri(spec):
+        return tracking.load_keras_model(spec, tracking_uri)
+    path = _existing_file(spec)
+    if path.suffix != ".keras":
+        raise ValueError(f"Checkpoint {path} must be a .keras file, received suffix "
+                         f"{path.suffix!r}")
+    try:
+        return keras.saving.load_model(path, safe_mode=True)
+    except Exception as err:  # zip/JSON/deserialisation errors: one clear message
+        raise ValueError(f"Checkpoint {path} is not a loadable segtie Keras model: "
+                         f"{type(err).__name__}: {err}") from err
+
+
+def check_compatible(model: keras.Model, model_config, spec: str) -> None:
+    """Check that ``model`` takes and returns what ``model_config`` says.
+
+    Raises:
+        ValueError: input channels or output classes differ (names both values).
+    """
+    in_ch = model.inputs[0].shape[-1]
+    out_ch = model.outputs[0].shape[-1]
+    if in_ch != model_config.in_channels:
+        raise ValueError(f"Checkpoint {spec} takes {in_ch} input channels but the config's "
+                         f"`model.in_channels` is {model_config.in_channels}")
+    if out_ch != model_config.num_classes:
+        raise ValueError(f"Checkpoint {spec} outputs {out_ch} classes but the config's "
+                         f"`model.num_classes` is {model_config.num_classes}")
+
+
+def training_run_id(spec: str, tracking_uri: Optional[str] = None) -> Optional[str]:
+    """The MLflow id of the training run that produced the checkpoint, if known."""
+    if is_mlflow_uri(spec):
+        return tracking.run_id_of(spec, tracking_uri)
+    info = Path(spec).resolve().with_name("run_info.json")
+    if info.is_file():
+        return json.loads(info.read_text()).get("mlflow_run_id")
+    return None
+
+
+def _existing_file(spec: str) -> Path:
+    """``spec`` as an absolute path; ``FileNotFoundError`` saying what was expected."""
+    path = Path(spec).resolve()
+    if not path.is_file():
+        raise FileNotFoundError(f"Checkpoint not found: {path} (expected a .keras file "
+                                f"written by train.py, or an MLflow URI runs:/<run_id>/model "
+                                f"or models:/<name>/<version>)")
+    return path
+
+
+def resolve_config(spec: str, config_path: Optional[str], overrides: list,
+                   tracking_uri: Optional[str] = None) -> cfg.Config:
+    """The config to evaluate with.
+
+    ``--config`` wins; else the training run's own ``config.yaml`` (beside a
+    ``.keras`` file, or the MLflow run's artifact); else the default config.
+
+    Raises:
+        FileNotFoundError: ``spec`` is a path to no file.
+    """
+    if not is_mlflow_uri(spec):
+        _existing_file(spec)
+    if config_path:
+        return cfg.load_config(config_path, overrides)
+    if tracking_uri is None:  # a --set tracking.tracking_uri=... must reach the look-up
+        tracking_uri = cfg.load_config(None, overrides).tracking.tracking_uri
+    if not is_mlflow_uri(spec):
+        beside = Path(spec).resolve().with_name("config.yaml")
+        if beside.is_file():
+            return cfg.load_config(beside, overrides)
+    else:
+        run_id = tracking.run_id_of(spec, tracking_uri)
+        text = tracking.read_run_text(run_id, "config.yaml", tracking_uri) if run_id else None
+        if text:
+            raw = yaml.safe_load(text) or {}
+            return cfg.from_dict(cfg.apply_overrides(raw, overrides))
+    logger.info("No training config found for %s; using the default config", spec)
+    return cfg.load_config(None, overrides)

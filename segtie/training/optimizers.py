@@ -1,0 +1,26 @@
+"""The optimizer and learning-rate schedule of ``config.train``."""
+
+from __future__ import annotations
+
+import keras
+
+__all__ = ["make_optimizer"]
+
+
+def make_optimizer(train_config, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    """The optimizer and learning-rate schedule described by ``config.train``."""
+    t = train_config
+    total = max(1, t.epochs * steps_per_epoch)
+    warmup = min(t.warmup_epochs * steps_per_epoch, total - 1)
+    if t.schedule == "cosine":
+        lr = keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=0.0 if warmup else t.learning_rate,
+            decay_steps=total - warmup, alpha=0.0,
+            warmup_target=t.learning_rate if warmup else None, warmup_steps=warmup)
+    else:
+        lr = t.learning_rate
+    if t.optimizer == "adam":
+        return keras.optimizers.Adam(learning_rate=lr)
+    if t.optimizer == "adamw":
+        return keras.optimizers.AdamW(learning_rate=lr, weight_decay=t.weight_decay)
+    return keras.optimizers.SGD(learning_rate=lr, momentum=0.9, nesterov=True)
