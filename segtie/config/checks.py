@@ -67,18 +67,7 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
             values[name] = _build(tp, value, key)
         else:
             values[name] = _check_value(key, tp, value, dict(fields[name].metadata))
-    obj = cls(**values)
-    _check_cross(obj, prefix)
-    return obj
-
-
-def _check_cross(obj: Any, prefix: str) -> None:
-    """Constraints that involve more than one value."""
-    if isinstance(obj, DataConfig):
-        size = obj.image_size
-        if len(size) != 2 or not all(isinstance(s, int) and s > 0 for s in size):
-            raise ValueError(f"`{prefix}.image_size` must be [height, width] of two positive "
-                             f"integers, received {size!r}")
+    return cls(**values)
 
 
 def _check_model_fits_data(config: Config) -> None:

@@ -11,6 +11,35 @@ from typing import Any, Optional
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")  # Keras dtype policies
 
+def check_spacing(key: str, value: Any) -> None:
+    """``value`` must be null or ``[row, col]`` of two numbers > 0 (mm per pixel).
+
+    Raises:
+        ValueError: naming ``key`` and the value received.
+    """
+    if value is not None and not (isinstance(value, (list, tuple)) and len(value) == 2
+                                  and all(_is_number(v) and v > 0 for v in value)):
+        raise ValueError(f"`{key}` must be [row, col] of two numbers > 0 (mm per pixel) "
+                         f"or null, received {value!r}")
+
+
+def check_size(key: str, value: Any, optional: bool = False, limit: Any = None) -> None:
+    """``value`` must be ``[height, width]`` of two positive ints (each <= ``limit``).
+
+    Raises:
+        ValueError: naming ``key``, the rule and the value received.
+    """
+    if value is None and optional:
+        return
+    limit = limit or (None, None)
+    if not (isinstance(value, (list, tuple)) and len(value) == 2 and all(
+            isinstance(v, int) and not isinstance(v, bool) and v > 0
+            and (high is None or v <= high) for v, high in zip(value, limit))):
+        bound = f" no larger than {list(limit)!r}" if limit[0] is not None else ""
+        raise ValueError(f"`{key}` must be [height, width] of two positive integers{bound}"
+                         f"{', or null' if optional else ''}, received {value!r}")
+
+
 def _field(default: Any, *, low: Optional[float] = None, high: Optional[float] = None,
            choices: Optional[tuple] = None, factory: bool = False):
     """A dataclass field carrying its validation rule in ``metadata``."""
@@ -109,17 +138,9 @@ class DataConfig:
                              f"'folder', received name={self.name!r}, folder={self.folder!r}")
         if self.label_map is not None:
             _check_label_map(self.label_map, self.name)
-        if self.spacing is not None and not (len(self.spacing) == 2 and all(
-                _is_number(s) and s > 0 for s in self.spacing)):
-            raise ValueError(f"`data.spacing` must be [row, col] of two numbers > 0 (mm "
-                             f"per pixel) or null, received {self.spacing!r}")
-        patch = self.patch_size
-        if patch is not None and not (len(patch) == 2 and all(
-                isinstance(p, int) and not isinstance(p, bool) and 0 < p <= s
-                for p, s in zip(patch, self.image_size))):
-            raise ValueError(f"`data.patch_size` must be [height, width] of positive "
-                             f"integers no larger than `data.image_size` "
-                             f"{self.image_size!r}, or null, received {patch!r}")
+        check_spacing("data.spacing", self.spacing)
+        check_size("data.image_size", self.image_size)
+        check_size("data.patch_size", self.patch_size, optional=True, limit=self.image_size)
 
 
 def _is_number(value: Any) -> bool:
@@ -249,16 +270,8 @@ class EvalConfig:
     seed: int = _field(0, low=0)
 
     def __post_init__(self):
-        spacing, window = self.spacing, self.window_size
-        if spacing is not None and (len(spacing) != 2 or not all(
-                isinstance(s, (int, float)) and not isinstance(s, bool) and s > 0
-                for s in spacing)):
-            raise ValueError(f"`eval.spacing` must be [row, col] of two numbers > 0 "
-                             f"(mm per pixel) or null, received {spacing!r}")
-        if window is not None and (len(window) != 2 or not all(
-                isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in window)):
-            raise ValueError(f"`eval.window_size` must be [height, width] of two positive "
-                             f"integers or null, received {window!r}")
+        check_spacing("eval.spacing", self.spacing)
+        check_size("eval.window_size", self.window_size, optional=True)
 
 
 @dataclasses.dataclass(frozen=True)

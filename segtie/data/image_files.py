@@ -12,8 +12,9 @@ everything else with Pillow.
 three channels, alpha is dropped, palette images take their palette colours.
 :func:`read_mask` gives the raw ``(H, W)`` values: palette indices for palette
 images, the single channel otherwise (a colour mask must have equal channels).
-JPEG is lossy, so a JPEG mask cannot hold exact values: it is binarized (mean of the
-channels > 127) and flagged as such.
+JPEG is lossy, so a JPEG mask cannot hold exact values: it is binarized
+(:func:`binarize_jpeg_mask`: mean of the channels > :data:`JPEG_MASK_THRESHOLD`) and
+flagged as such. Kvasir-SEG's JPEG masks go through the same function.
 """
 
 from __future__ import annotations
@@ -25,7 +26,11 @@ import numpy as np
 import tifffile
 from PIL import Image, UnidentifiedImageError
 
-__all__ = ["SUFFIXES", "LOSSY_SUFFIXES", "read_image", "read_mask", "to_uint8"]
+__all__ = ["JPEG_MASK_THRESHOLD", "SUFFIXES", "LOSSY_SUFFIXES", "binarize_jpeg_mask",
+           "read_image", "read_mask", "to_uint8"]
+
+JPEG_MASK_THRESHOLD = 127
+"""A JPEG mask pixel is foreground when the mean of its channels exceeds this (0..255)."""
 
 SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".gif", ".bmp")
 LOSSY_SUFFIXES = (".jpg", ".jpeg")
@@ -136,6 +141,22 @@ def read_image(data: bytes, name: str) -> np.ndarray:
     return np.ascontiguousarray(array[..., :3])
 
 
+def binarize_jpeg_mask(mask: np.ndarray) -> np.ndarray:
+    """Binarize a JPEG-compressed mask: mean over channels > :data:`JPEG_MASK_THRESHOLD`.
+
+    JPEG spreads the values of a {0, 255} mask around both ends (and mixes the
+    channels), so a mid-scale threshold on the channel mean recovers the drawn mask.
+
+    Shapes:
+        ``mask``: ``(height, width)`` or ``(height, width, channels)``, any numeric
+        dtype on the 0..255 scale. Returns ``(height, width)`` uint8 in {0, 1}.
+    """
+    mask = np.asarray(mask, dtype=np.float32)
+    if mask.ndim == 3:
+        mask = mask.mean(axis=-1)
+    return (mask > JPEG_MASK_THRESHOLD).astype(np.uint8)
+
+
 def read_mask(data: bytes, name: str) -> tuple[np.ndarray, bool]:
     """Decode a mask file into its raw ``(H, W)`` values (see module doc).
 
@@ -154,8 +175,7 @@ def read_mask(data: bytes, name: str) -> tuple[np.ndarray, bool]:
     """
     array = _decode_or_raise(data, name, palette_as_rgb=False)
     if _suffix(name) in LOSSY_SUFFIXES:
-        gray = array.astype(np.float32).mean(axis=-1) if array.ndim == 3 else array
-        return (gray > 127).astype(np.uint8), True
+        return binarize_jpeg_mask(array), True
     array = _integer(array)
     if array.ndim == 3:
         colour = array[..., :3] if array.shape[-1] >= 3 else array[..., :1]

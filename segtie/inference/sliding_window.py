@@ -12,6 +12,7 @@ from typing import Sequence
 
 import keras
 import numpy as np
+from scipy import signal
 
 from segtie.inference.options import InferenceOptions
 
@@ -19,19 +20,20 @@ __all__ = ["call_model", "gaussian_importance_map", "sliding_window_logits", "wi
 
 
 def gaussian_importance_map(window: Sequence[int], sigma_scale: float) -> np.ndarray:
-    """Separable Gaussian weights of one tile, maximum 1, no zero.
+    """Separable Gaussian weights of one tile, maximum 1, no zero (nnU-Net's map).
+
+    The product of ``scipy.signal.windows.gaussian`` windows with standard deviation
+    ``sigma_scale * side`` along each axis, scaled to a maximum of 1; weights that
+    underflow to 0 are raised to the smallest positive one (as nnU-Net does).
 
     Shapes:
         Returns ``(window[0], window[1])`` float32.
     """
-    axes = []
-    for side in window:
-        x = np.arange(side, dtype=np.float64) - (side - 1) / 2.0
-        axes.append(np.exp(-0.5 * (x / (sigma_scale * side)) ** 2))
-    weights = np.outer(axes[0], axes[1])
+    rows, cols = (signal.windows.gaussian(side, sigma_scale * side) for side in window)
+    weights = np.outer(rows, cols)
     weights /= weights.max()
     positive = weights[weights > 0]
-    return np.maximum(weights, positive.min()).astype(np.float32)  # nnU-Net: no zero
+    return np.maximum(weights, positive.min()).astype(np.float32)
 
 
 def window_starts(size: int, window: int, overlap: float) -> list[int]:

@@ -14,7 +14,7 @@ import math
 import tensorflow as tf
 
 from segtie.data.augment.flips import draw
-from segtie.data.augment.spatial import gaussian_kernel
+from segtie.data.augment.spatial import gaussian_filter
 
 __all__ = ["random_brightness", "random_contrast", "random_gamma", "random_noise",
            "random_blur"]
@@ -90,17 +90,8 @@ def random_blur(image: tf.Tensor, seed: tf.Tensor, prob: float, sigma_range) -> 
     """Gaussian blur, sigma uniform in ``sigma_range`` pixels (mirrored borders)."""
     low, high = sigma_range
     radius = max(1, int(math.ceil(3.0 * float(high))))
-    channels = image.shape[-1]
 
     def transform(s):
-        kernel = gaussian_kernel(_uniform(s, low, high), radius)
-        x = tf.pad(image[None], [[0, 0], [radius, radius], [radius, radius], [0, 0]],
-                   mode="SYMMETRIC")
-        for shape in ([-1, 1, 1, 1], [1, -1, 1, 1]):
-            taps = tf.tile(tf.reshape(kernel, shape), [1, 1, channels, 1])
-            x = tf.nn.depthwise_conv2d(x, taps, [1, 1, 1, 1], "VALID")
-        out = x[0]
-        out.set_shape(image.shape)
-        return out
+        return gaussian_filter(image, _uniform(s, low, high), radius, mirror=True)
 
     return _apply(seed, prob, transform, image)

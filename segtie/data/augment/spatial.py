@@ -26,27 +26,44 @@ import math
 
 import tensorflow as tf
 
-__all__ = ["gaussian_kernel", "random_spatial", "warp"]
+__all__ = ["gaussian_filter", "gaussian_kernel", "random_spatial", "warp"]
 
 
 def gaussian_kernel(sigma, radius: int) -> tf.Tensor:
-    """Normalized 1-D Gaussian of ``2 * radius + 1`` taps, float32."""
+    """Normalized 1-D Gaussian of ``2 * radius + 1`` taps, float32 (``sigma`` may be a tensor)."""
     x = tf.range(-radius, radius + 1, dtype=tf.float32)
     kernel = tf.exp(-0.5 * tf.square(x / tf.cast(sigma, tf.float32)))
     return kernel / tf.reduce_sum(kernel)
 
 
-def _smooth(field: tf.Tensor, sigma: float) -> tf.Tensor:
-    """Separable Gaussian smoothing of a ``(H, W, C)`` float field (zero padding)."""
-    radius = max(1, int(math.ceil(3.0 * sigma)))
+def gaussian_filter(image: tf.Tensor, sigma, radius: int, mirror: bool) -> tf.Tensor:
+    """Separable Gaussian smoothing of a ``(H, W, C)`` float tensor, same shape.
+
+    Args:
+        image: ``(H, W, C)`` float32.
+        sigma: standard deviation in pixels (a float or a scalar tensor).
+        radius: taps on each side of the centre.
+        mirror: pad by mirroring the border (the blur augmentation) instead of with
+            zeros (the elastic displacement field).
+    """
     kernel = gaussian_kernel(sigma, radius)
-    channels = field.shape[-1]
-    x = field[None]
-    x = tf.nn.depthwise_conv2d(x, tf.tile(tf.reshape(kernel, [-1, 1, 1, 1]),
-                                          [1, 1, channels, 1]), [1, 1, 1, 1], "SAME")
-    x = tf.nn.depthwise_conv2d(x, tf.tile(tf.reshape(kernel, [1, -1, 1, 1]),
-                                          [1, 1, channels, 1]), [1, 1, 1, 1], "SAME")
-    return x[0]
+    channels = image.shape[-1]
+    x = image[None]
+    padding = "SAME"
+    if mirror:
+        x = tf.pad(x, [[0, 0], [radius, radius], [radius, radius], [0, 0]], mode="SYMMETRIC")
+        padding = "VALID"
+    for shape in ([-1, 1, 1, 1], [1, -1, 1, 1]):
+        taps = tf.tile(tf.reshape(kernel, shape), [1, 1, channels, 1])
+        x = tf.nn.depthwise_conv2d(x, taps, [1, 1, 1, 1], padding)
+    out = x[0]
+    out.set_shape(image.shape)
+    return out
+
+
+def _smooth(field: tf.Tensor, sigma: float) -> tf.Tensor:
+    """Gaussian smoothing of a ``(H, W, C)`` displacement field (zero padding)."""
+    return gaussian_filter(field, sigma, max(1, int(math.ceil(3.0 * sigma))), mirror=False)
 
 
 def _mirror(coords: tf.Tensor, size: tf.Tensor) -> tf.Tensor:

@@ -13,7 +13,8 @@ lists every path looked at, where to put the archive and the URL.
 Features: ``id`` (text, the file stem), ``image`` (the original JPEG bytes, stored as
 is, decoded to ``uint8 (height, width, 3)``) and ``mask`` (``uint8 (height, width,
 1)`` in {0, 1}, stored as PNG). The published masks are JPEG with three channels and
-compression noise; a pixel is foreground when the mean of its channels is > 127.
+compression noise; a pixel is foreground when the mean of its channels is > 127
+(:func:`segtie.data.image_files.binarize_jpeg_mask`, the rule JPEG masks of a folder follow too).
 Image and mask must have the same size; a mismatch or an unreadable member raises
 ``ValueError`` naming the member inside the archive.
 
@@ -44,16 +45,16 @@ from segtie.data.sources import archive as archive_lib
 from segtie.data.sources.archive import MANUAL_DIR_ENV, ZipArchiveBuilder
 from segtie.data.sources.archive import network_reachable as _network_reachable
 from segtie.data.sources.archive import open_member as _open_image
+from segtie.data.image_files import binarize_jpeg_mask
 from segtie.data.splits import SPLIT_SEED, SPLITS, split_ids
 
 logger = logging.getLogger(__name__)
 
 ARCHIVE_NAME = "kvasir-seg.zip"
 URL = "https://datasets.simula.no/downloads/kvasir-seg.zip"
-MASK_THRESHOLD = 127  # foreground: mean over channels > MASK_THRESHOLD
 
 __all__ = ["ARCHIVE_NAME", "URL", "MANUAL_DIR_ENV", "SPLIT_SEED", "SPLITS", "KvasirSeg",
-           "binarize_mask", "load_kvasir_split", "prepare_kvasir_seg", "split_ids"]
+           "load_kvasir_split", "prepare_kvasir_seg", "split_ids"]
 
 _CITATION = """@inproceedings{jha2020kvasir, title={Kvasir-SEG: A Segmented Polyp Dataset},
   author={Jha, Debesh and Smedsrud, Pia H and Riegler, Michael A and Halvorsen, P{\\aa}l
@@ -86,19 +87,6 @@ def _archive_members(archive: zipfile.ZipFile, path: Path) -> dict[str, tuple[st
         raise ValueError(f"{path}: every image needs a mask of the same id; {len(unpaired)} "
                          f"member(s) have no partner, e.g. {first!r}")
     return {case_id: (images[case_id], masks[case_id]) for case_id in images}
-
-
-def binarize_mask(mask: np.ndarray) -> np.ndarray:
-    """Binarize a JPEG-compressed mask: mean over channels > 127 -> 1.
-
-    Shapes:
-        mask: ``(height, width)`` or ``(height, width, channels)``, any numeric dtype
-        on the 0..255 scale. Returns ``(height, width, 1)`` uint8 in {0, 1}.
-    """
-    mask = np.asarray(mask, dtype=np.float32)
-    if mask.ndim == 3:
-        mask = mask.mean(axis=-1)
-    return (mask > MASK_THRESHOLD).astype(np.uint8)[..., None]
 
 
 class KvasirSeg(ZipArchiveBuilder):
@@ -181,7 +169,7 @@ class KvasirSeg(ZipArchiveBuilder):
                                    image_member, image.format, image.mode)
                     image_bytes = np.asarray(image.convert("RGB"))
                 yield case_id, {"id": case_id, "image": image_bytes,
-                                "mask": binarize_mask(np.asarray(mask))}
+                                "mask": binarize_jpeg_mask(mask)[..., None]}
 
 
 def prepare_kvasir_seg(data_dir: os.PathLike | str,
