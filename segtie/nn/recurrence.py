@@ -94,7 +94,8 @@ class ZeroState(layers.Layer):
         channels: int >= 1.
 
     Shapes:
-        ``(batch, H, W, C)`` -> ``(batch, H, W, channels)``, float32 zeros.
+        ``(batch, H, W, C)`` -> ``(batch, H, W, channels)``, zeros in the layer's
+        compute dtype (float32; bfloat16 or float16 under a mixed-precision policy).
     """
 
     def __init__(self, channels, **kwargs):
