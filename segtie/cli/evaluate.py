@@ -2,7 +2,7 @@
 
     segtie evaluate --checkpoint runs/<run>/best.keras
     segtie evaluate --checkpoint runs:/<mlflow_run_id>/model [--config ...] [--set ...]
-    segtie evaluate --checkpoint models:/<name>/<version>     (or models:/m-<model id>)
+    segtie evaluate --checkpoint models:/<name>/<version>     (or @<alias>, or models:/m-<id>)
 
 Writes per_case.csv, summary.json, overlay PNGs (first cases; best, median and worst
 by Dice) and a Dice box plot to ``<eval.output_dir>/<run name>/``, logs them to an
@@ -35,8 +35,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser("evaluate", help=HELP, description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True,
-                        help="a .keras file, runs:/<run_id>/model, models:/<name>/<version> "
-                             "or models:/m-<model_id>")
+                        help="a .keras file, runs:/<run_id>/model, models:/m-<model_id>, "
+                             "models:/<name>/<version> or models:/<name>@<alias>")
     add_config_arguments(parser, config_help="a YAML config file or recipe name (default: "
                                              "the training run's own config)")
     parser.add_argument("--split", default="test", choices=SPLITS,
