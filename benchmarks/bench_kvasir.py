@@ -9,8 +9,8 @@
 
 Every model is trained by ``segtie.training.train`` (the same data pipeline, Dice +
 cross-entropy loss, optimizer, schedule, seed, best-validation-Dice checkpoint and
-MLflow run as ``train.py``) and its best checkpoint scored on the 100 test frames by
-``evaluate.run_evaluation`` (what ``evaluate.py`` does: original resolution, the
+MLflow run as ``segtie train``) and its best checkpoint scored on the 100 test frames by
+``segtie.evaluation.run_evaluation`` (what ``segtie evaluate`` does: original resolution, the
 config's ``eval`` group, an MLflow evaluation run). The comparison is at equal
 epochs: ``train.max_minutes`` is switched off (``--set train.max_minutes=28`` turns
 the cap back on). Models (binary, RGB in, logits out):
@@ -29,7 +29,7 @@ the cap back on). Models (binary, RGB in, logits out):
   ``bench_tying.peer_builders``; they use batch norm, their only normalization.
 
 ``tied``, ``plain``, ``tied_levels`` and ``plain_const`` are config overrides, so
-``train(config)`` builds them as ``train.py`` would and the run's ``config.yaml``
+``train(config)`` builds them as ``segtie train`` would and the run's ``config.yaml``
 describes them; ``untied`` and the peers are built here (after seeding with
 ``train.seed``) and trained by ``train(config, model=...)``. Before training, each
 model's ``.keras`` file must load back with ``keras.saving.load_model(safe_mode=True)``
@@ -195,7 +195,7 @@ def run_model(key: str, config: cfg.Config, models_before: int) -> dict:
 
 
 def score_test_split(config: cfg.Config, checkpoint: str) -> dict:
-    """Load the best checkpoint and score the test split as ``evaluate.py`` does."""
+    """Load the best checkpoint and score the test split as ``segtie evaluate`` does."""
     model = checkpoints.load_checkpoint(checkpoint, config.tracking.tracking_uri)
     checkpoints.check_compatible(model, config.model, checkpoint)
     start = time.monotonic()

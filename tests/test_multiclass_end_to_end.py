@@ -1,4 +1,4 @@
-"""Multi-class end to end: a synthetic 3-class folder, a short training, evaluate.py.
+"""Multi-class end to end: a synthetic 3-class folder, a short training, segtie evaluate.
 
 The folder holds 20 PNG cases of 32x32 pixels: a noisy grey background (class 0), a
 red rectangle (class 1, mask value 100) and a blue disc (class 2, mask value 200) at

@@ -4,7 +4,8 @@ A checkpoint can be given as
 - a path to a ``.keras`` file written by training (``runs/<run>/best.keras``); the
   run folder's ``config.yaml`` and ``run_info.json`` are used when present;
 - ``runs:/<run_id>/model`` (a training run's logged model) or
-  ``models:/<name>/<version>`` (a registered model).
+  ``models:/m-<model_id>`` (MLflow 3's logged model, what training logs), or
+  ``models:/<name>/<version>`` and ``models:/<name>@<alias>`` (a registered model).
 """
 
 from __future__ import annotations
@@ -80,8 +81,9 @@ def _existing_file(spec: str) -> Path:
     path = Path(spec).resolve()
     if not path.is_file():
         raise FileNotFoundError(f"Checkpoint not found: {path} (expected a .keras file "
-                                f"written by train.py, or an MLflow URI runs:/<run_id>/model "
-                                f"or models:/<name>/<version>)")
+                                f"written by segtie train, or an MLflow URI runs:/<run_id>/model, "
+                                f"models:/m-<model_id>, models:/<name>/<version> or "
+                                f"models:/<name>@<alias>)")
     return path
 
 
