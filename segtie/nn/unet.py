@@ -214,7 +214,8 @@ def build_unet(in_channels=3, num_classes=1, base_filters=16, depth=4, num_itera
     for r, net in enumerate(nets, start=1):
         x = layers.Concatenate(name=f"pass_input_{r}")([image, prediction])
         logits, state = net(x, state)
-        logits = layers.Identity(name=f"pass_{r}")(logits)
+        # float32 like the head: under a mixed policy the logits must not be rounded.
+        logits = layers.Identity(name=f"pass_{r}", dtype="float32")(logits)
         if r < passes:
             prediction = layers.Activation(to_probabilities, name=f"probabilities_{r}")(logits)
     return keras.Model(image, logits, name=name)
