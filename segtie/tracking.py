@@ -18,6 +18,7 @@ import logging
 import os
 import re
 import tempfile
+import warnings
 from importlib import metadata
 from pathlib import Path
 from typing import Optional
@@ -162,12 +163,14 @@ class Tracker:
                                       "image")]),
             outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, -1, -1, channels_out),
                                        "logits")]))
-        info = mlflow.models.Model.log(
-            artifact_path=None, name=MODEL_NAME, flavor=_KerasFlavor, model=model,
-            pip_requirements=model_requirements(),
-            signature=signature, input_example=input_example,
-            metadata={"segtie_version": _installed_version("segtie"),
-                      "loading": "import segtie, mlflow; mlflow.keras.load_model(uri)"})
+        with warnings.catch_warnings():  # MLflow checks the example through a list input
+            warnings.filterwarnings("ignore", message="The structure of `inputs`")
+            info = mlflow.models.Model.log(
+                artifact_path=None, name=MODEL_NAME, flavor=_KerasFlavor, model=model,
+                pip_requirements=model_requirements(),
+                signature=signature, input_example=input_example,
+                metadata={"segtie_version": _installed_version("segtie"),
+                          "loading": "import segtie, mlflow; mlflow.keras.load_model(uri)"})
         return info.model_uri
 
     def end(self, status: str = "FINISHED") -> None:
