@@ -117,6 +117,57 @@ def test_empty_conventions(case):
         np.testing.assert_equal(getattr(metrics, name)(y_true, y_pred), scores[name])
 
 
+# (tp, fp, fn) -> Dice, by hand: the table of segtie.metrics
+DICE_COUNTS = [
+    ((0, 0, 0), 1.0),        # both empty
+    ((0, 3, 0), NAN),        # reference empty, false positives
+    ((0, 0, 4), 0.0),        # prediction empty
+    ((0, 2, 5), 0.0),        # no overlap
+    ((3, 1, 2), 6 / 9),
+    ((5, 0, 0), 1.0),
+    ((1, 7, 0), 2 / 9),
+    ((1000, 1, 1), 2000 / 2002),
+]
+
+
+def test_dice_from_counts_numpy_and_keras_ops_agree_on_the_table():
+    from keras import ops
+
+    counts, want = zip(*DICE_COUNTS)
+    tp, fp, fn = zip(*counts)
+    got_np = metrics.dice_from_counts(np.array(tp), np.array(fp), np.array(fn))
+    assert got_np.dtype == np.float64
+    np.testing.assert_equal(got_np, np.array(want))
+    got_ops = ops.convert_to_numpy(metrics.dice_from_counts(
+        *(ops.convert_to_tensor(np.array(c, "float32")) for c in (tp, fp, fn)), xp=ops))
+    assert got_ops.dtype == np.float32
+    np.testing.assert_array_equal(got_ops, got_np.astype(np.float32))  # NaN at NaN
+    for (counts, value) in DICE_COUNTS:  # scalars, as metrics.dice calls it
+        np.testing.assert_equal(float(metrics.dice_from_counts(*counts)), value)
+
+
+def test_dice_is_dice_from_counts_of_the_confusion():
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        y_true = rng.random((6, 7)) < rng.choice([0.0, 0.1, 0.5])
+        y_pred = rng.random((6, 7)) < rng.choice([0.0, 0.1, 0.5])
+        c = metrics.confusion(y_true, y_pred)
+        value = metrics.dice(y_true, y_pred)
+        assert type(value) is float
+        np.testing.assert_equal(value, float(metrics.dice_from_counts(c.tp, c.fp, c.fn)))
+
+
+def test_mean_defined_skips_nan_and_is_nan_when_none_is_defined():
+    from keras import ops
+
+    values = np.array([[NAN, 0.5, 1.0], [NAN, NAN, NAN], [0.0, 0.25, NAN]])
+    want = np.array([0.75, NAN, 0.125])
+    np.testing.assert_equal(metrics.mean_defined(values), want)
+    got = ops.convert_to_numpy(metrics.mean_defined(
+        ops.convert_to_tensor(values.astype("float32")), xp=ops))
+    np.testing.assert_array_equal(got, want.astype("float32"))
+
+
 def test_surface_distances_with_one_empty_mask():
     some = square((8, 8), 2, 2, 3)
     a, b = metrics.surface_distances(some, np.zeros((8, 8)))

@@ -8,7 +8,10 @@ TensorFlow, the config or MLflow.
 
 * :mod:`~segtie.metrics.overlap`: ``dice``, ``iou``, ``precision``, ``recall``
   (sensitivity), ``specificity``, ``accuracy`` (not in :data:`METRIC_NAMES`; the
-  evaluation adds it on request, e.g. for DRIVE);
+  evaluation adds it on request, e.g. for DRIVE); ``dice_from_counts``, the one Dice
+  rule (NumPy or ``keras.ops``), which the validation metric
+  (:mod:`~segtie.metrics.validation`, TensorFlow) shares with ``dice``, and
+  ``mean_defined``, the NaN-skipping mean over classes and images;
 * :mod:`~segtie.metrics.surface`: ``hd95``, ``assd``, ``nsd`` (DeepMind
   surface-distance definitions; see that module for where medpy differs);
 * :mod:`~segtie.metrics.ranking`: ``auc`` (ROC) and ``average_precision`` of kept
@@ -46,15 +49,16 @@ import numpy as np
 
 from segtie.metrics._checks import check_pair, prefix
 from segtie.metrics.aggregate import bootstrap_ci, rank_cases, summarize
-from segtie.metrics.overlap import (Confusion, accuracy, confusion, dice, iou, precision,
-                                    recall, specificity)
+from segtie.metrics.overlap import (Confusion, accuracy, confusion, dice, dice_from_counts,
+                                    iou, mean_defined, precision, recall, specificity)
 from segtie.metrics.ranking import auc, average_precision, ranking_metrics
 from segtie.metrics.surface import assd, hd95, nsd, surface_distances, surface_metrics
 
 __all__ = [
     "METRIC_NAMES", "RANKING_NAMES", "Confusion", "accuracy", "assd", "auc",
     "average_precision",
-    "bootstrap_ci", "confusion", "dice", "hd95", "iou", "nsd", "precision", "rank_cases",
+    "bootstrap_ci", "confusion", "dice", "dice_from_counts", "hd95", "iou", "mean_defined",
+    "nsd", "precision", "rank_cases",
     "ranking_metrics", "recall", "score_case", "score_classes", "specificity",
     "summarize", "surface_distances", "surface_metrics",
 ]
