@@ -26,7 +26,6 @@ References:
 
 from __future__ import annotations
 
-import math
 from typing import Optional, Sequence
 
 import numpy as np
@@ -134,8 +133,8 @@ def score_prediction(mask: np.ndarray, prediction: np.ndarray, num_classes: int 
         if accuracy:
             scores = _with_accuracy(scores, mask == c, prediction == c, roi, case_id)
         row.update({f"{name}_class{c}": value for name, value in scores.items()})
-    dices = [s["dice"] for s in per_class.values() if not math.isnan(s["dice"])]
-    return {"dice": float(np.mean(dices)) if dices else math.nan, **row}
+    dices = np.array([s["dice"] for s in per_class.values()], dtype=np.float64)
+    return {"dice": float(metrics.mean_defined(dices)), **row}  # as validation
 
 
 def score_observer(mask: np.ndarray, mask2: np.ndarray, *,

@@ -22,6 +22,11 @@ class BestCheckpoint(keras.callbacks.Callback):
     Keras' ModelCheckpoint writes in place, so a crash mid-write leaves a broken
     file; this one writes ``<path>.tmp.keras`` and renames it over ``path``
     (``os.replace`` is atomic on POSIX), so ``path`` is always a complete model.
+
+    A NaN ``val_dice`` (every validation image had an empty reference and a
+    non-empty prediction, see :class:`segtie.metrics.validation.DiceMetric`) is never
+    an improvement (``nan > best`` is False). If no epoch had a number, the last
+    epoch's model is saved when training ends, with a warning, and ``best`` is NaN.
     """
 
     def __init__(self, path: Path, monitor: str = MONITOR):
@@ -30,19 +35,32 @@ class BestCheckpoint(keras.callbacks.Callback):
         self.monitor = monitor
         self.best = -math.inf
         self.best_epoch = -1
+        self.last_epoch = -1
+
+    def _save(self) -> None:
+        tmp = self.path.with_name(self.path.stem + ".tmp.keras")
+        self.model.save(tmp)
+        os.replace(tmp, self.path)
 
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get(self.monitor)
         if value is None:
             raise KeyError(f"BestCheckpoint: `{self.monitor}` missing from logs "
                            f"{sorted(logs or {})}; is there validation data?")
+        self.last_epoch = epoch
         if value > self.best:
-            tmp = self.path.with_name(self.path.stem + ".tmp.keras")
-            self.model.save(tmp)
-            os.replace(tmp, self.path)
+            self._save()
             logger.info("epoch %d: %s improved %.4f -> %.4f, saved %s", epoch + 1,
                         self.monitor, self.best, value, self.path)
             self.best, self.best_epoch = float(value), epoch
+
+    def on_train_end(self, logs=None):
+        if self.best_epoch < 0 <= self.last_epoch:
+            self._save()
+            logger.warning("%s was NaN in every epoch (no validation image with a "
+                           "defined Dice); saved the last epoch's model to %s",
+                           self.monitor, self.path)
+            self.best, self.best_epoch = math.nan, self.last_epoch
 
 
 class TimeBudget(keras.callbacks.Callback):
