@@ -34,6 +34,11 @@ class DiceCELoss(keras.losses.Loss):
     soft Dice (:func:`soft_dice_multiclass_loss`) + sparse categorical cross-entropy
     (:func:`categorical_ce_loss`), integer labels in 0..K-1.
 
+    Empty references: an image (binary) or class (multi-class) without foreground in
+    the reference has no Dice term (0, see :func:`soft_dice_loss`), so the
+    cross-entropy alone scores it; its false positives are penalised there. Every
+    value and gradient is finite.
+
     Args:
         dice_weight: float >= 0.
         ce_weight: float >= 0 (``train.bce_weight`` in the config).
