@@ -14,6 +14,7 @@ from segtie.config import implied_num_classes
 from segtie.data import pipeline
 from segtie.config import DataConfig, from_dict
 from segtie.data.sources import load_split
+from segtie.data.image_files import read_image
 from segtie.data.sources.folder import load_folder_split, match_files, validate_folder
 
 SHAPE = (12, 16)  # height, width
@@ -253,23 +254,17 @@ def test_real_files_from_the_archives(source, tmp_path, request):
     assert image.shape == (1, 64, 64, 3) and mask.shape == (1, 64, 64, 1)
 
 
-def test_16bit_colour_lzw_tiff_needs_imagecodecs(tmp_path):
-    """Pillow would keep only the high byte of each sample: an error, not a silent loss."""
-    try:
-        import imagecodecs  # noqa: F401
-        pytest.skip("imagecodecs is installed: tifffile decodes LZW itself")
-    except ImportError:
-        pass
-    path = tmp_path / "images" / "a.tif"
-    save_tiff(path, RNG.integers(0, 4096, (*SHAPE, 3), dtype=np.uint16), None)
-    data = path.read_bytes()
-    tag = b"\x03\x01\x03\x00\x01\x00\x00\x00\x01\x00"  # Compression = 1 (none)
-    assert data.count(tag) == 1
-    path.write_bytes(data.replace(tag, tag[:8] + b"\x05\x00"))  # claim LZW
+def test_16bit_colour_lzw_tiff_decodes_exactly(tmp_path):
+    """Pillow alone would keep only the high byte of each sample; imagecodecs (a
+    dependency) lets tifffile decode every bit."""
+    image = RNG.integers(0, 4096, (*SHAPE, 3), dtype=np.uint16)
+    save_tiff(tmp_path / "images" / "a.tif", image, "lzw")
+    with tifffile.TiffFile(tmp_path / "images" / "a.tif") as tiff:
+        assert tiff.pages[0].compression == tifffile.COMPRESSION.LZW
     save_pil(tmp_path / "masks" / "a.png", blob(1))
-    (problem,) = validate_folder(tmp_path).problems
-    assert problem.startswith("images/a.tif: LZW-compressed 16-bit colour TIFF needs the "
-                              "optional `imagecodecs` package")
+    assert validate_folder(tmp_path).problems == []
+    np.testing.assert_array_equal(read_image((tmp_path / "images" / "a.tif").read_bytes(),
+                                             "a.tif"), image)
 
 
 @pytest.mark.parametrize("raw, message", [

@@ -109,8 +109,9 @@ class DataConfig:
     ``name: folder`` reads your own data from ``folder`` (``images/`` and ``masks/``,
     see :mod:`segtie.data.sources.folder`); ``label_map`` maps raw mask values (palette
     indices for palette images) to class indices 0..K (``null``: binary masks, 0/1
-    or 0/255). ``spacing`` is ``[row, col]`` mm per pixel of the dataset (``null``:
-    unknown). ``patch_size`` switches training to random ``[height, width]`` patches
+    0/255 or 0/65535); ``mask_threshold`` makes binary masks with stray values
+    usable (foreground = raw value > threshold). ``spacing`` is ``[row, col]`` mm per
+    pixel of the dataset (``null``: unknown). ``patch_size`` switches training to random ``[height, width]`` patches
     of the image at ``image_size``, ``patches_per_image`` per image and epoch, a
     fraction ``patch_foreground_prob`` of them centred on a foreground pixel.
     """
@@ -127,6 +128,7 @@ class DataConfig:
     augment: AugmentConfig = _field(AugmentConfig, factory=True)
     folder: Optional[str] = None
     label_map: Optional[dict] = None
+    mask_threshold: Optional[int] = _field(None, low=0, high=65534)
     spacing: Optional[list] = None
     patch_size: Optional[list] = None
     patches_per_image: int = _field(1, low=1)
@@ -138,6 +140,10 @@ class DataConfig:
                              f"'folder', received name={self.name!r}, folder={self.folder!r}")
         if self.label_map is not None:
             _check_label_map(self.label_map, self.name)
+        if self.mask_threshold is not None and (self.name != "folder" or self.label_map):
+            raise ValueError(f"`data.mask_threshold` applies to the binary masks of "
+                             f"`data.name: folder` without `data.label_map`, received "
+                             f"name={self.name!r}, label_map={self.label_map!r}")
         check_spacing("data.spacing", self.spacing)
         check_size("data.image_size", self.image_size)
         check_size("data.patch_size", self.patch_size, optional=True, limit=self.image_size)

@@ -1,10 +1,11 @@
 """Decode image and mask files of the common formats into NumPy arrays.
 
 Formats (by file suffix, case-insensitive): PNG, JPEG, TIFF (uncompressed, LZW,
-Deflate, PackBits, ...), GIF (first frame), BMP; 8- or 16-bit; grayscale, RGB, RGBA
-or palette. Readers: TIFF with ``tifffile`` (keeps 16-bit colour), falling back to
-Pillow when ``tifffile`` lacks a codec (LZW and PackBits need the optional
-``imagecodecs`` package; Pillow reads 8-bit and 16-bit grayscale ones without it);
+Deflate, PackBits, ...), GIF (one frame), BMP; 8- or 16-bit; grayscale, RGB, RGBA
+or palette. Readers: TIFF with ``tifffile`` and its codecs (``imagecodecs``, a
+dependency: 16-bit colour LZW decodes exactly), falling back to Pillow when a codec
+is missing (Pillow reads 8-bit and 16-bit grayscale ones, and 16-bit colour is
+refused rather than cut to its high byte);
 16-bit PNG with TensorFlow's PNG decoder (Pillow cuts 16-bit colour to 8 bits);
 everything else with Pillow.
 
@@ -12,7 +13,10 @@ everything else with Pillow.
 three channels, alpha is dropped, palette images take their palette colours.
 :func:`read_mask` gives the raw ``(H, W)`` values: palette indices for palette
 images, the single channel otherwise (a colour mask must have equal channels).
-JPEG is lossy, so a JPEG mask cannot hold exact values: it is binarized
+Every file must hold one frame (an animated GIF or a multi-page TIFF is refused), and
+an EXIF orientation is applied to images and masks alike, so that pixels are as a
+viewer (and the annotator) saw them. JPEG is lossy, so a JPEG mask cannot hold exact
+values: it is binarized
 (:func:`binarize_jpeg_mask`: mean of the channels > :data:`JPEG_MASK_THRESHOLD`) and
 flagged as such. Kvasir-SEG's JPEG masks go through the same function.
 """
@@ -24,13 +28,15 @@ from pathlib import PurePath
 
 import numpy as np
 import tifffile
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 __all__ = ["JPEG_MASK_THRESHOLD", "SUFFIXES", "LOSSY_SUFFIXES", "binarize_jpeg_mask",
-           "read_image", "read_mask", "to_uint8"]
+           "read_image", "read_mask", "single_frame_upright", "to_uint8"]
 
 JPEG_MASK_THRESHOLD = 127
 """A JPEG mask pixel is foreground when the mean of its channels exceeds this (0..255)."""
+
+EXIF_ORIENTATION = 0x0112  # 1: stored as displayed
 
 SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".gif", ".bmp")
 LOSSY_SUFFIXES = (".jpg", ".jpeg")
@@ -41,17 +47,42 @@ def _suffix(name: str) -> str:
     return PurePath(name).suffix.lower()
 
 
-def _pil(data: bytes) -> Image.Image:
-    image = Image.open(io.BytesIO(data))
-    image.seek(0)  # first frame of an animated GIF / multi-page TIFF
+def single_frame_upright(image: Image.Image) -> Image.Image:
+    """``image`` as displayed: one frame, its EXIF orientation applied.
+
+    A camera's JPEG may be stored sideways with an EXIF ``Orientation`` tag that
+    viewers (and the annotator drawing its mask) apply; the pixels are rotated here
+    the same way (Pillow's ``ImageOps.exif_transpose``), for images and masks alike.
+
+    Raises:
+        ValueError: more than one frame (an animated GIF, a multi-page file): which
+            frame is the image would be a guess.
+    """
+    frames = getattr(image, "n_frames", 1)
+    if frames > 1:
+        raise ValueError(f"holds {frames} frames (an animation or a multi-page file); "
+                         f"expected a single image")
     image.load()
-    return image
+    if image.getexif().get(EXIF_ORIENTATION, 1) == 1:
+        return image  # the same object: its stored bytes show these pixels
+    return ImageOps.exif_transpose(image)
+
+
+def _pil(data: bytes) -> Image.Image:
+    return single_frame_upright(Image.open(io.BytesIO(data)))
 
 
 def _tiff(data: bytes):
     """The first page as an array, or None when Pillow should read it instead."""
     with tifffile.TiffFile(io.BytesIO(data)) as tiff:
+        full = sum(1 for page in tiff.pages if not page.is_reduced)  # thumbnails aside
+        if full > 1:
+            raise ValueError(f"holds {full} pages (a multi-page or volume TIFF); "
+                             f"expected a single image")
         page = tiff.pages[0]
+        orientation = page.tags.get(274)  # TIFF Orientation; 1 = rows top to bottom
+        if orientation is not None and int(orientation.value) != 1:
+            return None  # Pillow reads it, and single_frame_upright rotates it
         if page.photometric == tifffile.PHOTOMETRIC.PALETTE:
             return None  # Pillow applies the palette (images) or keeps indices
         try:
@@ -62,7 +93,8 @@ def _tiff(data: bytes):
             if page.bitspersample > 8 and page.samplesperpixel > 1:
                 # Pillow would silently keep only the high byte of each sample.
                 raise ValueError(f"{page.compression.name}-compressed 16-bit colour TIFF "
-                                 f"needs the optional `imagecodecs` package") from err
+                                 f"needs the `imagecodecs` package (pip install "
+                                 f"imagecodecs)") from err
             return None  # e.g. 8-bit or 16-bit gray LZW: Pillow decodes it exactly
 
 

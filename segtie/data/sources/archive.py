@@ -17,12 +17,15 @@ import socket
 import sys
 import urllib.parse
 import zipfile
-from pathlib import Path
+import zlib
+from pathlib import Path, PurePosixPath
 from typing import Optional
 
 import tensorflow_datasets as tfds
 from etils import epath
 from PIL import Image
+
+from segtie.data.image_files import single_frame_upright
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +33,7 @@ MANUAL_DIR_ENV = "SEGTIE_MANUAL_DIR"
 PROBE_TIMEOUT_S = 10.0  # connection probe before a download attempt
 
 __all__ = ["MANUAL_DIR_ENV", "ZipArchiveBuilder", "archive_candidates", "network_reachable",
-           "open_member", "prepare"]
+           "member_names", "open_member", "prepare", "read_member"]
 
 
 def archive_candidates(archive_name: str, manual_dirs: list[Optional[os.PathLike | str]]
@@ -68,22 +71,58 @@ def network_reachable(url: str, timeout: float = PROBE_TIMEOUT_S) -> bool:
         return False
 
 
-def open_member(archive: zipfile.ZipFile, member: str, path: Path):
-    """Fully decode one member with PIL; errors name the member.
-
-    Returns:
-        ``(PIL image, the member's bytes)``.
+def member_names(archive: zipfile.ZipFile, path: Path) -> list[str]:
+    """The members of ``archive``, refusing any whose path leaves the archive's folder.
 
     Raises:
-        ValueError: the member cannot be decoded.
+        ValueError: an absolute member path or one with ``..`` parts (a crafted or
+            broken archive; taking it in would read a case from outside its folder),
+            naming the members and the archive.
     """
-    data = archive.read(member)
+    names = archive.namelist()
+    unsafe = [name for name in names
+              if PurePosixPath(name).is_absolute() or ".." in PurePosixPath(name).parts
+              or "\\" in name]
+    if unsafe:
+        raise ValueError(f"{path}: {len(unsafe)} member path(s) leave the archive's folder, "
+                         f"e.g. {unsafe[:3]}; expected relative paths such as "
+                         f"'Kvasir-SEG/images/<id>.jpg'")
+    return names
+
+
+def read_member(archive: zipfile.ZipFile, member: str, path: Path) -> bytes:
+    """The bytes of one member; a damaged member is a ``ValueError`` naming it.
+
+    Raises:
+        ValueError: a bad CRC, a truncated or undecompressable member.
+    """
+    try:
+        return archive.read(member)
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as err:
+        raise ValueError(f"{path}: member {member!r} is damaged ({type(err).__name__}: "
+                         f"{err}); the archive is corrupt, fetch it again") from err
+
+
+def open_member(archive: zipfile.ZipFile, member: str, path: Path):
+    """Fully decode one member with PIL, upright; errors name the member.
+
+    The image is :func:`segtie.data.image_files.single_frame_upright`: one frame,
+    its EXIF orientation applied.
+
+    Returns:
+        ``(PIL image, bytes)``: the member's bytes, or None when the orientation
+        changed the pixels (the stored bytes would then show another picture).
+
+    Raises:
+        ValueError: the member is damaged or cannot be decoded, or holds several frames.
+    """
+    data = read_member(archive, member, path)
     try:
         image = Image.open(io.BytesIO(data))
-        image.load()
+        upright = single_frame_upright(image)
     except Exception as err:  # PIL raises many types for corrupt files
         raise ValueError(f"Cannot decode {member!r} in {path}: {err}") from err
-    return image, data
+    return upright, (data if upright is image else None)
 
 
 class ZipArchiveBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):

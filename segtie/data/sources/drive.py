@@ -93,7 +93,7 @@ def _archive_members(archive: zipfile.ZipFile, path: Path) -> dict[str, dict[str
         ValueError: a case without image, first-observer label or FOV mask.
     """
     cases: dict[str, dict[str, dict[str, str]]] = {"training": {}, "test": {}}
-    for name in archive.namelist():
+    for name in archive_lib.member_names(archive, path):
         match = _MEMBER.search(name)
         if match and "__MACOSX" not in name:
             split, folder, case_id, _ = match.groups()
@@ -189,7 +189,8 @@ class Drive(ZipArchiveBuilder):
             for case_id in sorted(members):
                 kinds = members[case_id]
                 try:
-                    image = read_image(archive.read(kinds["image"]), kinds["image"])
+                    image = read_image(archive_lib.read_member(archive, kinds["image"], path),
+                                       kinds["image"])
                 except ValueError as err:
                     raise ValueError(f"Cannot decode {kinds['image']!r} in {path}: "
                                      f"{err}") from err

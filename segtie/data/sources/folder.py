@@ -12,9 +12,12 @@ of ``images/<stem>.<ext>`` is ``masks/<stem>.<ext2>`` or, failing that,
 ``masks/case7_mask.png``. The case id is the image's stem.
 
 Masks: raw values are mapped to classes by ``DataConfig.label_map`` (palette images
-by palette index). Without a label map masks are binary, 0/1 or 0/255, and any
-non-zero value is foreground. JPEG masks are lossy: they are binarized (mean of the
-channels > 127) and allowed for binary data only.
+by palette index). Without a label map masks are binary: {0, m} with ``m`` the
+largest value of the file's type (0/1, 0/255, 0/65535; a 1-bit PNG is 0/1), any
+non-zero value foreground; or, with ``DataConfig.mask_threshold`` set, any values,
+foreground where ``value > mask_threshold`` (real binary masks often carry stray
+values around the edges of their 0/255 regions). JPEG masks are lossy: they are
+binarized (mean of the channels > 127) and allowed for binary data only.
 Images: converted to ``uint8 (H, W, 3)``: grayscale repeated, alpha dropped; 16-bit
 images are scaled linearly by ``255 / m``, ``m`` the largest value found in any
 16-bit image of the folder, so relative intensities between images are kept.
@@ -49,7 +52,7 @@ from segtie.data.splits import check_split, split_ids
 logger = logging.getLogger(__name__)
 
 MASK_SUFFIXES = ("_mask", "_masks", "_label", "_labels", "_seg", "_gt", "-mask", "-label")
-_BINARY_VALUE_SETS = ({0, 1}, {0, 255})
+_BINARY_VALUE_SETS = ({0, 1}, {0, 255}, {0, 65535})  # {0, max of the type}
 
 __all__ = ["MASK_SUFFIXES", "FolderCase", "FolderReport", "load_folder_split",
            "match_files", "validate_folder"]
@@ -167,18 +170,24 @@ def _label_table(label_map: Optional[dict]) -> Optional[np.ndarray]:
     return table
 
 
-def _classes(values: np.ndarray, lossy: bool, label_map: Optional[dict]) -> np.ndarray:
+def _classes(values: np.ndarray, lossy: bool, label_map: Optional[dict],
+             mask_threshold: Optional[int] = None) -> np.ndarray:
     """Raw mask values -> ``uint8 (H, W)`` class indices; ``ValueError`` if impossible."""
     if lossy:
         if label_map is not None and max(label_map.values()) > 1:
             raise ValueError("a JPEG mask is lossy and holds binary masks only, but "
                              "`data.label_map` has more than two classes; save it as PNG")
         return values.astype(np.uint8)
+    if mask_threshold is not None:  # binary data with stray values: config checks this
+        return (values > mask_threshold).astype(np.uint8)
     present = set(np.unique(values).tolist())
     if label_map is None:
         if not any(present <= allowed for allowed in _BINARY_VALUE_SETS):
-            raise ValueError(f"values {sorted(present)} are not binary (0/1 or 0/255); "
-                             f"set `data.label_map` for other encodings")
+            shown = sorted(present)[:10] + (["..."] if len(present) > 10 else [])
+            raise ValueError(f"values {shown} are not binary (0/1, 0/255 or 0/65535); set "
+                             f"`data.mask_threshold` (foreground = value > threshold) for "
+                             f"binary masks with stray values, or `data.label_map` for "
+                             f"classes")
         return (values > 0).astype(np.uint8)
     unknown = sorted(present - set(label_map))
     if unknown:
@@ -188,8 +197,8 @@ def _classes(values: np.ndarray, lossy: bool, label_map: Optional[dict]) -> np.n
     return _label_table(label_map)[values]
 
 
-def _read_case(case: FolderCase, folder: Path, label_map: Optional[dict]
-               ) -> tuple[np.ndarray, np.ndarray]:
+def _read_case(case: FolderCase, folder: Path, label_map: Optional[dict],
+               mask_threshold: Optional[int] = None) -> tuple[np.ndarray, np.ndarray]:
     """``(image uint8/uint16 (H, W, 3), classes uint8 (H, W))``; errors name the file."""
     rel_image = case.image.relative_to(folder).as_posix()
     rel_mask = case.mask.relative_to(folder).as_posix()
@@ -200,7 +209,7 @@ def _read_case(case: FolderCase, folder: Path, label_map: Optional[dict]
         errors.append(f"{rel_image}: {err}")
     try:
         values, lossy = read_mask(case.mask.read_bytes(), case.mask.name)
-        classes = _classes(values, lossy, label_map)
+        classes = _classes(values, lossy, label_map, mask_threshold)
     except (ValueError, OSError) as err:
         errors.append(f"{rel_mask}: {err}")
     if image is not None and classes is not None and image.shape[:2] != classes.shape:
@@ -212,31 +221,33 @@ def _read_case(case: FolderCase, folder: Path, label_map: Optional[dict]
     return image, classes
 
 
-def _check_case(case: FolderCase, folder: Path, label_map: Optional[dict]):
+def _check_case(case: FolderCase, folder: Path, label_map: Optional[dict],
+                mask_threshold: Optional[int] = None):
     """``(problems, is_empty, max_16bit)`` of one case."""
     try:
-        image, classes = _read_case(case, folder, label_map)
+        image, classes = _read_case(case, folder, label_map, mask_threshold)
     except ValueError as err:
         return str(err).split("\n"), False, 0
     max_16bit = int(image.max()) if image.dtype == np.uint16 else 0
     return [], not classes.any(), max_16bit
 
 
-def _signature(folder: Path, label_map: Optional[dict]) -> tuple:
+def _signature(folder: Path, label_map: Optional[dict], mask_threshold: Optional[int]
+               ) -> tuple:
     files = []
     for sub in ("images", "masks"):
         for path in sorted((folder / sub).iterdir()):
             stat = path.stat()
             files.append((sub, path.name, stat.st_size, stat.st_mtime_ns))
     labels = None if label_map is None else tuple(sorted(label_map.items()))
-    return str(folder), labels, tuple(files)
+    return str(folder), labels, mask_threshold, tuple(files)
 
 
 _REPORTS: dict[tuple, FolderReport] = {}
 
 
-def validate_folder(folder: os.PathLike | str, label_map: Optional[dict] = None
-                    ) -> FolderReport:
+def validate_folder(folder: os.PathLike | str, label_map: Optional[dict] = None,
+                    mask_threshold: Optional[int] = None) -> FolderReport:
     """Match and read every file of ``folder``; collect every problem (module doc).
 
     The result is kept for the process and reused while the file listing (names,
@@ -245,6 +256,8 @@ def validate_folder(folder: os.PathLike | str, label_map: Optional[dict] = None
     Args:
         folder: the folder holding ``images/`` and ``masks/``.
         label_map: raw mask value -> class index; ``None`` for binary masks.
+        mask_threshold: binary masks only: foreground where the raw value exceeds it
+            (``None``: masks must be {0, max of their type}).
 
     Returns:
         A :class:`FolderReport`; call ``raise_for_problems()`` to stop on problems.
@@ -254,12 +267,13 @@ def validate_folder(folder: os.PathLike | str, label_map: Optional[dict] = None
     """
     cases, problems = match_files(folder)
     root = Path(folder).expanduser().absolute()
-    key = _signature(root, label_map)
+    key = _signature(root, label_map, mask_threshold)
     if key in _REPORTS:
         return _REPORTS[key]
     workers = min(8, os.cpu_count() or 1)
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-        results = list(pool.map(lambda c: _check_case(c, root, label_map), cases))
+        results = list(pool.map(lambda c: _check_case(c, root, label_map, mask_threshold),
+                                cases))
     for case_problems, _, _ in results:
         problems.extend(case_problems)
     empty = [case.case_id for case, (_, is_empty, _) in zip(cases, results) if is_empty]
@@ -292,15 +306,15 @@ def load_folder_split(data_config, split: str) -> tf.data.Dataset:
             than 3 cases.
     """
     check_split(split)
-    report = validate_folder(data_config.folder, data_config.label_map)
+    label_map, threshold = data_config.label_map, data_config.mask_threshold
+    report = validate_folder(data_config.folder, label_map, threshold)
     report.raise_for_problems()
     by_id = {case.case_id: case for case in report.cases}
     ids = sorted(split_ids(list(by_id))[split])
-    label_map = data_config.label_map
 
     def generate():
         for case_id in ids:
-            image, classes = _read_case(by_id[case_id], report.folder, label_map)
+            image, classes = _read_case(by_id[case_id], report.folder, label_map, threshold)
             yield {"id": case_id, "image": to_uint8(image, report.max_16bit),
                    "mask": classes[..., None]}
 

@@ -69,7 +69,7 @@ def _archive_members(archive: zipfile.ZipFile, path: Path) -> dict[str, tuple[st
         ValueError: no cases, or an image without a mask (or the reverse).
     """
     found: dict[str, dict[str, str]] = {"images": {}, "masks": {}}
-    for name in archive.namelist():
+    for name in archive_lib.member_names(archive, path):
         member = PurePosixPath(name)
         if (name.endswith("/") or "__MACOSX" in member.parts or member.name.startswith(".")
                 or member.suffix.lower() not in (".jpg", ".jpeg")):
@@ -157,14 +157,16 @@ class KvasirSeg(ZipArchiveBuilder):
             for case_id in sorted(members):
                 image_member, mask_member = members[case_id]
                 image, image_bytes = _open_image(archive, image_member, path)
-                mask, _ = _open_image(archive, mask_member, path)
+                mask, _ = _open_image(archive, mask_member, path)  # upright like the image
                 if image.size != mask.size:
                     (w, h), (mw, mh) = image.size, mask.size
                     raise ValueError(
                         f"Image and mask sizes differ for case {case_id!r} in {path}: "
                         f"{image_member!r} is {w}x{h}, {mask_member!r} is {mw}x{mh} "
                         f"(width x height); expected equal sizes")
-                if image.format != "JPEG" or image.mode != "RGB":
+                if image_bytes is None:  # rotated by its EXIF orientation
+                    image_bytes = np.asarray(image.convert("RGB"))
+                elif image.format != "JPEG" or image.mode != "RGB":
                     logger.warning("%s is %s/%s, not an RGB JPEG; re-encoding it",
                                    image_member, image.format, image.mode)
                     image_bytes = np.asarray(image.convert("RGB"))
