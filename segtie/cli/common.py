@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import zipfile
 from typing import Callable
 
 from segtie import config as cfg
@@ -13,8 +14,10 @@ from segtie.nn import check_model
 
 __all__ = ["USER_ERRORS", "add_config_arguments", "load_config", "run_command", "setup_logging"]
 
-USER_ERRORS = (ValueError, TypeError, FileNotFoundError)
-"""Errors that mean bad input (a config value, a path, a dataset): one line, exit 2."""
+USER_ERRORS = (ValueError, TypeError, OSError, zipfile.BadZipFile)
+"""Errors that mean bad input or a bad environment (a config value, a path, a file that
+cannot be read or decoded, a damaged archive, an unreachable store): one line, exit 2.
+Anything else is a bug and keeps its traceback."""
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 

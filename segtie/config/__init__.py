@@ -131,7 +131,10 @@ def load_config(path: Optional[str | Path] = None, overrides: Optional[list[str]
     """
     path = config_path(path)
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as err:
+        raise ValueError(f"Config file {path} is not UTF-8 text ({err.reason} at byte "
+                         f"{err.start}); expected a YAML file") from err
     except yaml.YAMLError as err:
         raise ValueError(f"Config file {path} is not valid YAML: {err}") from err
     try:

@@ -8,7 +8,7 @@ from typing import Optional, Sequence
 import keras
 
 from segtie.nn.budget import fit_base_filters
-from segtie.nn.unet import build_unet, check_unet_arguments
+from segtie.nn.unet import build_unet, check_batch_norm_sharing, check_unet_arguments
 
 logger = logging.getLogger(__name__)
 
@@ -30,10 +30,13 @@ def check_model(model_config, prefix: str = "model.") -> None:
     reported before any data is prepared.
 
     Raises:
-        ValueError: see :func:`~segtie.nn.unet.check_unet_arguments`.
+        ValueError: see :func:`~segtie.nn.unet.check_unet_arguments` and
+            :func:`~segtie.nn.unet.check_batch_norm_sharing`.
     """
     sized = model_config.param_budget is not None or model_config.memory_budget_mb is not None
-    check_unet_arguments(**unet_arguments(model_config), sized_by_budget=sized, prefix=prefix)
+    args = unet_arguments(model_config)
+    check_unet_arguments(**args, sized_by_budget=sized, prefix=prefix)
+    check_batch_norm_sharing(**args, prefix=prefix)
 
 
 def build_model(model_config, image_size: Optional[Sequence[int]] = None,

@@ -101,6 +101,24 @@ def _save_val_overlays(model, val_ds, path: Path, count: int) -> Optional[Path]:
     return path
 
 
+def new_run_dir(output_dir: Path, prefix: str) -> Path:
+    """Create a run folder ``<output_dir>/<prefix>-<YYYYmmdd-HHMMSS>[-<n>]``, unique.
+
+    Made with ``mkdir(exist_ok=False)``, which is atomic: two trainings started in the
+    same second get two folders (the second one suffixed ``-2``, ...), never one.
+    """
+    output_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}"
+    for attempt in range(1, 1000):
+        run_dir = output_dir / (stem if attempt == 1 else f"{stem}-{attempt}")
+        try:
+            run_dir.mkdir()
+            return run_dir
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{output_dir}: 999 run folders named {stem}-*; clean up")
+
+
 def _point_latest(run_dir: Path) -> None:
     """Make ``<output_dir>/latest`` a symlink to the newest finished run folder."""
     link = run_dir.parent / "latest"
@@ -147,14 +165,13 @@ def train(config: cfg.Config, model: Optional[keras.Model] = None) -> TrainResul
     if model is None:
         check_model(config.model)  # before any data is prepared
     keras.utils.set_random_seed(config.train.seed)
-    run_name = f"{config.data.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    run_dir = Path(config.train.output_dir) / run_name
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(cfg.dump_yaml(config))
-
+    # The data first: a data error leaves nothing behind but its message.
     train_ds = build_dataset(config.data, "train", training=True, seed=config.train.seed)
     val_ds = build_dataset(config.data, "validation", training=False)
     steps = _num_batches(train_ds)
+    run_dir = new_run_dir(Path(config.train.output_dir), config.data.name)
+    run_name = run_dir.name
+    (run_dir / "config.yaml").write_text(cfg.dump_yaml(config))
 
     source = CONFIG_MODEL if model is None else model.name
     if model is None:  # one output (the last pass's logits); trained on every pass
