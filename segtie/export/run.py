@@ -1,0 +1,206 @@
+"""``export_model``: one trained model -> SavedModel + LiteRT files, checked and tracked.
+
+Layout of the export folder::
+
+    <out_dir>/
+      config.yaml              the training run's config (inference options, threshold)
+      export.json              signature, sizes, figures per variant, where it came from
+      saved_model/             any-size uint8 images -> probabilities, mask
+      model_float32.tflite     fixed uint8 (1, H, W, 3) -> logits, probabilities
+      model_float16.tflite
+      model_int8.tflite        (model_int8_io.tflite with int8 outputs)
+
+After each conversion the flatbuffer is read back
+(:func:`segtie.export.flatbuffer.read_weights`) and compared with the Keras model: a
+stored filter per Keras kernel (a tied kernel once) is expected; more is logged as a
+warning naming both counts. The files are logged as artifacts (``litert/``,
+``saved_model/``) of an MLflow run tagged ``segtie.kind = export`` and
+``segtie.train_run_id``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+import keras
+import tensorflow as tf
+
+from segtie import config as cfg
+from segtie.export.calibration import representative_images
+from segtie.export.flatbuffer import FlatbufferWeights, read_weights
+from segtie.export.litert import BYTES_PER_WEIGHT, VARIANTS, convert_litert
+from segtie.export.pixels import PixelServing, activation_name
+from segtie.tracking import Tracker
+
+__all__ = ["ExportResult", "conv_kernel_count", "export_model", "litert_file_name"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class ExportResult:
+    """What :func:`export_model` wrote.
+
+    Attributes:
+        out_dir: the export folder.
+        files: ``{"saved_model" or variant: path}``.
+        weights: ``{variant: FlatbufferWeights}`` read back from each ``.tflite``.
+        info: the contents of ``export.json``.
+        mlflow_run_id: the export run, or None when tracking is off or failed.
+    """
+
+    out_dir: Path
+    files: dict
+    weights: dict
+    info: dict
+    mlflow_run_id: Optional[str]
+
+
+def litert_file_name(variant: str, int8_io: bool = False) -> str:
+    """``model_<variant>.tflite`` (``model_int8_io.tflite`` with int8 outputs)."""
+    return f"model_{variant}{'_io' if int8_io else ''}.tflite"
+
+
+def conv_kernel_count(model: keras.Model) -> int:
+    """Distinct 4-D convolution kernels of a Keras model (a tied kernel counts once)."""
+    return sum(1 for v in model.weights if v.path.endswith("kernel") and len(v.shape) == 4)
+
+
+def _prepare_dir(out_dir: Path, overwrite: bool) -> None:
+    if out_dir.exists() and any(out_dir.iterdir()):
+        if not overwrite:
+            raise FileExistsError(f"Export folder {out_dir} is not empty; pass --overwrite "
+                                  f"to replace its contents, or choose another --output")
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _check_tying(weights: FlatbufferWeights, kernels: int, name: str) -> None:
+    if weights.num_filter_buffers > kernels:
+        logger.warning("%s stores %d convolution filters for the Keras model's %d kernels: "
+                       "the converter folded a per-use normalization into a tied kernel "
+                       "(norm: batch with tied levels?)", name, weights.num_filter_buffers,
+                       kernels)
+
+
+def _signature(image_size, num_classes) -> dict:
+    h, w = image_size
+    return {"litert": {"inputs": {"image": f"uint8 (1, {h}, {w}, 3) raw RGB pixels, "
+                                           f"resized to the training size by the caller"},
+                       "outputs": {"logits": f"float32 (1, {h}, {w}, {num_classes})",
+                                   "probabilities": f"float32 (1, {h}, {w}, {num_classes}), "
+                                                    f"{activation_name(num_classes)}"}},
+            "saved_model": {"inputs": {"image": "uint8 (n, H0, W0, 3) any size"},
+                            "outputs": {"probabilities": f"float32 (n, H0, W0, {num_classes})",
+                                        "mask": "uint8 (n, H0, W0)"},
+                            "other signatures": {"logits": "float32 (n, h, w, 3) in [0, 1] "
+                                                 f"-> logits (n, h, w, {num_classes})"}}}
+
+
+def export_model(model: keras.Model, config: cfg.Config, out_dir, *,
+                 variants: Sequence[str] = VARIANTS, int8_io: bool = False,
+                 calibration_images: int = 32, saved_model: bool = True,
+                 source: str = "", train_run_id: Optional[str] = None,
+                 overwrite: bool = False, track: bool = True) -> ExportResult:
+    """Write the SavedModel and the LiteRT variants of a trained model.
+
+    Args:
+        model: the trained segtie model (images float32 in [0, 1] -> logits).
+        config: its config: ``data.image_size`` (the fixed LiteRT input size),
+            ``data`` (the int8 calibration set, the training split),
+            ``eval.threshold`` (the SavedModel's mask), ``tracking``.
+        out_dir: the export folder (see the module docstring).
+        variants: any of :data:`segtie.export.litert.VARIANTS`.
+        int8_io: the int8 variant with int8 outputs.
+        calibration_images: training images that calibrate int8 (a few dozen).
+        saved_model: write the SavedModel too.
+        source: where ``model`` came from (a ``.keras`` path, an MLflow URI).
+        train_run_id: the MLflow run that trained it, tagged on the export run.
+        overwrite: replace a non-empty ``out_dir``.
+        track: log the files to an MLflow export run (if ``config.tracking.enabled``).
+
+    Returns:
+        :class:`ExportResult`.
+
+    Raises:
+        FileExistsError: ``out_dir`` is not empty and ``overwrite`` is False.
+        ValueError: an unknown variant (named), a model that does not take RGB.
+        FileNotFoundError: the int8 calibration data cannot be found.
+    """
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown or not variants:
+        raise ValueError(f"`variants` must be a non-empty subset of {list(VARIANTS)}, "
+                         f"received {list(variants)}")
+    out_dir = Path(out_dir)
+    _prepare_dir(out_dir, overwrite)
+    size, num_classes = list(config.data.image_size), model.outputs[0].shape[-1]
+    files, weights = {}, {}
+    (out_dir / "config.yaml").write_text(cfg.dump_yaml(config))
+    if saved_model:
+        module = PixelServing(model, size, config.eval.threshold)
+        files["saved_model"] = out_dir / "saved_model"
+        tf.saved_model.save(module, str(files["saved_model"]), signatures=module.signatures())
+    images = (representative_images(config.data, calibration_images)
+              if "int8" in variants else None)
+    kernels = conv_kernel_count(model)
+    for variant in variants:
+        io = int8_io and variant == "int8"
+        data = convert_litert(model, size, variant, images, int8_io=io)
+        path = out_dir / litert_file_name(variant, io)
+        path.write_bytes(data)
+        files[variant], weights[variant] = path, read_weights(data)
+        _check_tying(weights[variant], kernels, path.name)
+    info = _info(model, config, files, weights, kernels, source, train_run_id, images, int8_io)
+    (out_dir / "export.json").write_text(json.dumps(info, indent=2))
+    run_id = _track(config, out_dir, files, info) if track else None
+    return ExportResult(out_dir, files, weights, info, run_id)
+
+
+def _info(model, config, files, weights, kernels, source, train_run_id, images, int8_io):
+    size, num_classes = list(config.data.image_size), model.outputs[0].shape[-1]
+    params = model.count_params()
+    return {
+        "source": source, "train_run_id": train_run_id, "image_size": size,
+        "num_classes": num_classes, "activation": activation_name(num_classes),
+        "threshold": config.eval.threshold, "unique_params": params,
+        "conv_kernels": kernels, "calibration_images": 0 if images is None else len(images),
+        "signature": _signature(size, num_classes),
+        "variants": {v: {"file": files[v].name, "file_bytes": w.file_bytes,
+                         "constant_bytes": w.constant_bytes,
+                         "unique_params_x_bytes_per_weight": params * BYTES_PER_WEIGHT[v],
+                         "filter_buffers": w.num_filter_buffers,
+                         "convolutions": w.num_convolutions,
+                         "int8_outputs": bool(int8_io and v == "int8")}
+                     for v, w in weights.items()},
+    }
+
+
+def _track(config, out_dir: Path, files: dict, info: dict) -> Optional[str]:
+    """Log the export to an MLflow run tagged with the training run."""
+    tracker = Tracker(config.tracking.enabled, config.tracking.tracking_uri,
+                      config.tracking.experiment or config.data.name)
+    with tracker:
+        run_id = tracker.start(f"export-{config.data.name}-{time.strftime('%Y%m%d-%H%M%S')}",
+                               tags={"segtie.kind": "export",
+                                     "segtie.checkpoint": info["source"] or "unknown",
+                                     "segtie.train_run_id": info["train_run_id"] or "unknown"})
+        tracker.log_params({"image_size": info["image_size"],
+                            "variants": ",".join(info["variants"]),
+                            "calibration_images": info["calibration_images"]})
+        tracker.log_metrics({f"{v}.{k}": x for v, d in info["variants"].items()
+                             for k, x in d.items() if isinstance(x, int)
+                             and not isinstance(x, bool)})
+        for key, path in files.items():
+            if key == "saved_model":
+                tracker.log_artifacts(path, "saved_model")
+            else:
+                tracker.log_artifact(path, "litert")
+        tracker.log_artifact(out_dir / "export.json")
+        tracker.log_artifact(out_dir / "config.yaml")
+    return run_id
