@@ -3,7 +3,10 @@
 :func:`read_weights` parses the file with the LiteRT schema
 (``ai_edge_litert.schema_py_generated``, the flatbuffers object API) and reports the
 bytes of its constant buffers and, for every convolution (``CONV_2D``,
-``TRANSPOSE_CONV``, ``DEPTHWISE_CONV_2D``), the buffer that holds its filter. A
+``TRANSPOSE_CONV``), the buffer that holds its filter. (A segtie model has no
+depthwise convolution of its own; the 1x1 depthwise ops that
+:mod:`segtie.export.batch_norm` writes are per-use batch-norm scales, counted in
+``op_counts`` only.) A
 tied kernel stored once is one filter buffer read by several convolutions; a copy
 per use would be several buffers. A float16 model stores its filters as float16
 constants followed by a ``DEQUANTIZE`` op; the filter's buffer is then the buffer of
@@ -20,7 +23,7 @@ from ai_edge_litert import schema_py_generated as schema
 
 __all__ = ["CONV_FILTER_INPUT", "FlatbufferWeights", "read_weights"]
 
-CONV_FILTER_INPUT = {"CONV_2D": 1, "DEPTHWISE_CONV_2D": 1, "TRANSPOSE_CONV": 1}
+CONV_FILTER_INPUT = {"CONV_2D": 1, "TRANSPOSE_CONV": 1}
 """Which input of each convolution op is its filter (TRANSPOSE_CONV: output_shape,
 weights, input, bias)."""
 _OP_NAMES = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}

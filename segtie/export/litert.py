@@ -18,10 +18,10 @@ Keras variables into constants:
 
 Tying survives conversion: a tied kernel is written once, as one buffer read by every
 convolution that uses it, in all three variants (checked by
-:func:`segtie.export.flatbuffer.read_weights` and ``tests/test_export_tying.py``). It does not survive where the
-converter folds a normalization into the kernel and the uses have different
-normalizations: ``norm: batch`` with ``tie_levels``/``tie_decoder`` and
-``norm_per_level: true`` (one batch norm per level) gives one folded kernel per level.
+:func:`segtie.export.flatbuffer.read_weights` and ``tests/test_export_tying.py``).
+Where the uses of a tied kernel have their own batch norms, the converter would fold
+each into its own copy of the kernel; :func:`segtie.export.batch_norm.unfused_batch_norms`
+prevents that during conversion.
 
 Two converter paths were rejected: ``from_concrete_functions`` and
 ``from_saved_model`` of a ``tf.function`` holding the Keras model keep the Keras
@@ -39,6 +39,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from segtie.export.batch_norm import unfused_batch_norms
 from segtie.export.pixels import pixel_model
 
 __all__ = ["BYTES_PER_WEIGHT", "VARIANTS", "convert_litert"]
@@ -96,6 +97,11 @@ def convert_litert(model: keras.Model, image_size: Sequence[int], variant: str,
     if int8_io and variant != "int8":
         raise ValueError(f"`int8_io` applies to the int8 variant only, received "
                          f"variant={variant!r}")
+    with unfused_batch_norms(model):
+        return _convert(model, image_size, variant, representative_images, int8_io)
+
+
+def _convert(model, image_size, variant, representative_images, int8_io) -> bytes:
     converter = tf.lite.TFLiteConverter.from_keras_model(pixel_model(model, image_size))
     if variant == "float16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
