@@ -16,10 +16,12 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import mlflow
 import pytest
 
+import segtie
 from segtie import config as cfg
 from segtie.training import train
 
@@ -56,7 +58,8 @@ def evaluate(spec: str, uri: str, root) -> subprocess.CompletedProcess:
     """
     cwd = root / "cwd"
     cwd.mkdir(exist_ok=True)
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri,
+           "PYTHONPATH": str(Path(segtie.__file__).parents[1])}  # this checkout's segtie
     return subprocess.run([sys.executable, "-m", "segtie", "evaluate", "--checkpoint", spec],
                           cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
