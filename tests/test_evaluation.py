@@ -86,7 +86,7 @@ def test_evaluate_writes_reports(model, tmp_path):
                                         tmp_path, num_overlays=2)
     # Hand-computed: 8x8 squares shifted by 4 columns -> overlap 32 of 64 + 64.
     expected = {"shifted": (0.5, 1 / 3, 4.0), "both empty": (1.0, 1.0, 0.0),
-                "missed": (0.0, 0.0, math.nan)}
+                "missed": (0.0, 0.0, math.hypot(*SIZE))}  # the diagonal penalty
     with (tmp_path / "per_case.csv").open() as f:
         csv_rows = list(csv.DictReader(f))
     assert [r["id"] for r in csv_rows] == ["shifted", "both empty", "missed", "big/odd"]
@@ -102,8 +102,10 @@ def test_evaluate_writes_reports(model, tmp_path):
     saved = json.loads((tmp_path / "summary.json").read_text())
     dices = [0.5, 1.0, 0.0, rows[3]["dice"]]
     assert saved["dice"]["mean"] == pytest.approx(np.mean(dices))
-    assert saved["dice"]["count"] == 4 and saved["hd95"]["num_nan"] == 1
-    assert saved["hd95"]["count"] == 3
+    assert saved["dice"]["count"] == 4 and saved["hd95"]["num_nan"] == 0
+    assert saved["hd95"]["count"] == 4  # the missed case counts, with its penalty
+    assert saved["hd95"]["num_penalized"] == saved["assd"]["num_penalized"] == 1
+    assert "num_penalized" not in saved["dice"]
     assert saved["num_cases"] == 4 and saved["threshold"] == 0.5
     assert saved["image_size"] == SIZE and saved["hd95_units"] == "pixels"
     assert summary["dice"] == saved["dice"]

@@ -98,8 +98,21 @@ CONVENTIONS = {
     "reference empty": dict(dice=NAN, iou=NAN, precision=NAN, recall=NAN,
                             specificity=55 / 64, hd95=NAN, assd=NAN, nsd=NAN),
     "prediction empty": dict(dice=0.0, iou=0.0, precision=NAN, recall=0.0,
-                             specificity=1.0, hd95=NAN, assd=NAN, nsd=0.0),
+                             specificity=1.0, hd95=math.hypot(8, 8), assd=math.hypot(8, 8),
+                             nsd=0.0),
 }
+
+
+def test_a_missed_structure_takes_the_image_diagonal_in_the_distance_unit():
+    some = square((12, 20), 2, 2, 3)
+    empty = np.zeros((12, 20), np.uint8)
+    assert metrics.hd95(some, empty) == pytest.approx(math.sqrt(12 ** 2 + 20 ** 2))
+    assert metrics.assd(some, empty, spacing=(0.5, 2.0)) == pytest.approx(
+        math.sqrt(6 ** 2 + 40 ** 2))
+    assert metrics.missed_penalty((12, 20), (0.5, 2.0)) == pytest.approx(math.hypot(6, 40))
+    # Missing it is never better than any prediction that finds it, however far off.
+    far = square((12, 20), 9, 17, 3)
+    assert metrics.hd95(some, far) < metrics.hd95(some, empty)
 
 
 @pytest.mark.parametrize("case", sorted(CONVENTIONS))

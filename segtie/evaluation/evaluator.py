@@ -10,7 +10,7 @@ MLflow here: the caller passes plain values.
 
 from __future__ import annotations
 
-import dataclasses
+import collections
 import logging
 import math
 import re
@@ -91,10 +91,11 @@ def evaluate(model, cases: Iterable[dict], image_size: Sequence[int], threshold:
 
     * ``per_case.csv``: ``id``, every metric, ``height, width``, one row per case
       (multi-class: ``dice`` = mean over classes, then ``<metric>_class<c>``);
-    * ``summary.json``: per metric ``mean, median, std, count, num_nan`` (and
-      ``ci_low, ci_high``, the bootstrap interval of the mean, when
-      ``bootstrap_samples > 0``), plus ``metrics`` (the names, in order),
-      ``num_cases``, ``num_classes``, ``num_cases_with_roi``, ``threshold``,
+    * ``summary.json``: per metric ``mean, median, std, count, num_nan`` (HD95 and
+      ASSD also ``num_penalized``: missed structures, scored with the image
+      diagonal, see :mod:`segtie.metrics`), and ``ci_low, ci_high``, the bootstrap
+      interval of the mean, when ``bootstrap_samples > 0``; plus ``metrics`` (the
+      names, in order), ``num_cases``, ``num_classes``, ``num_cases_with_roi``, ``threshold``,
       ``image_size``, ``distance_units`` and ``hd95_units`` (``"mm"`` with a spacing,
       else ``"pixels"``), ``nsd_tolerance`` and the inference options; with cases
       carrying ``mask2``, a block ``second_observer`` of the same statistics (plus
@@ -145,6 +146,7 @@ def evaluate(model, cases: Iterable[dict], image_size: Sequence[int], threshold:
     output_dir.mkdir(parents=True, exist_ok=True)
     names = scoring.metric_names(options.num_classes, keep_probabilities, accuracy)
     rows, observer_rows, thumbs, units, num_roi = [], [], [], set(), 0
+    penalized, observer_penalized = collections.Counter(), collections.Counter()
     bar = keras.utils.Progbar(num_cases, stateful_metrics=["dice"]) if progress else None
     start = time.perf_counter()
     for index, case in enumerate(cases):
@@ -164,9 +166,13 @@ def evaluate(model, cases: Iterable[dict], image_size: Sequence[int], threshold:
             probabilities=probabilities if keep_probabilities else None, **where)
         rows.append({"id": case_id, **scores,
                      "height": int(mask.shape[0]), "width": int(mask.shape[1])})
+        penalized.update(scoring.penalized_names(mask, prediction, options.num_classes,
+                                                 where["roi"]))
         if case.get("mask2") is not None:
             observer_rows.append({"id": case_id, **scoring.score_observer(
                 mask, _plane(case["mask2"]), **where)})
+            observer_penalized.update(scoring.penalized_names(
+                mask, _plane(case["mask2"]), 1, where["roi"]))
         thumbs.append(reports.thumbnail(image, mask, prediction, multiclass=multiclass))
         if index < num_overlays:
             save_overlay_grid(
@@ -191,12 +197,21 @@ def evaluate(model, cases: Iterable[dict], image_size: Sequence[int], threshold:
         "bootstrap_samples": int(bootstrap_samples),
         "inference": {**vars(options), "largest_component": bool(largest_component)},
     }
+    _count_penalized(summary, penalized)
     if observer_rows:
         summary["second_observer"] = _observer_summary(observer_rows, accuracy, stats)
+        _count_penalized(summary["second_observer"], observer_penalized)
     _write_reports(rows, observer_rows, summary, thumbs, names, output_dir, multiclass)
     logger.info("Evaluation of %d cases in %.1f s: dice %.4f; reports in %s", len(rows),
                 time.perf_counter() - start, summary["dice"]["mean"], output_dir)
     return rows, summary
+
+
+def _count_penalized(summary: dict, counts: collections.Counter) -> None:
+    """``num_penalized`` beside every HD95/ASSD statistic: the missed structures."""
+    for name in summary["metrics"]:
+        if name.split("_class")[0] in metrics.DISTANCE_NAMES:
+            summary[name]["num_penalized"] = int(counts[name])
 
 
 def _observer_summary(observer_rows: list[dict], accuracy: bool, stats: dict) -> dict:

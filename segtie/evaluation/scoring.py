@@ -32,7 +32,7 @@ import numpy as np
 
 from segtie import metrics
 
-__all__ = ["class_names", "metric_names", "score_observer",
+__all__ = ["class_names", "metric_names", "penalized_names", "score_observer",
            "score_prediction"]
 
 
@@ -158,3 +158,31 @@ def score_observer(mask: np.ndarray, mask2: np.ndarray, *,
     return score_prediction(mask, mask2, 1, spacing=spacing, roi=roi, tolerance=tolerance,
                             accuracy=accuracy,
                             case_id=None if case_id is None else f"{case_id} mask2")
+
+
+def penalized_names(mask: np.ndarray, prediction: np.ndarray, num_classes: int = 1,
+                    roi=None) -> list[str]:
+    """The distance metrics of one case that took the missed-structure penalty.
+
+    A structure is missed when the reference has it (inside ``roi``) and the
+    prediction has none of it; its HD95 and ASSD are then
+    :func:`segtie.metrics.missed_penalty` (see :mod:`segtie.metrics`).
+
+    Shapes:
+        ``mask``, ``prediction``, ``roi``: ``(H, W)``.
+
+    Returns:
+        Binary: ``["hd95", "assd"]`` or ``[]``; multi-class: ``hd95_class<c>``,
+        ``assd_class<c>`` for every missed class ``c``.
+    """
+    inside = np.ones(np.shape(mask), bool) if roi is None else np.asarray(roi).astype(bool)
+    mask, prediction = np.asarray(mask), np.asarray(prediction)
+    if num_classes == 1:
+        missed = (mask.astype(bool) & inside).any() and not (prediction.astype(bool)
+                                                              & inside).any()
+        return list(metrics.DISTANCE_NAMES) if missed else []
+    out = []
+    for c in range(1, num_classes):
+        if ((mask == c) & inside).any() and not ((prediction == c) & inside).any():
+            out += [f"{name}_class{c}" for name in metrics.DISTANCE_NAMES]
+    return out

@@ -27,14 +27,17 @@ case                   dice  iou   precision  recall  specificity  hd95  assd  n
 =====================  ====  ====  =========  ======  ===========  ====  ====  ====
 both empty             1     1     1          1       1            0     0     1
 reference empty only   NaN   NaN   NaN        NaN     TN/(TN+FP)   NaN   NaN   NaN
-prediction empty only  0     0     NaN        0       TN/(TN+FP)   NaN   NaN   0
+prediction empty only  0     0     NaN        0       TN/(TN+FP)   diag  diag  0
 =====================  ====  ====  =========  ======  ===========  ====  ====  ====
 
 A reference without foreground has no meaningful foreground score (any prediction is
 either perfect or a false positive), so it is NaN and left out of the mean rather than
 counted as 0 or 1; when the prediction is empty too, the agreement is perfect and every
 metric takes its best value. A missed object scores an overlap (and NSD) of 0; its
-surface distance is undefined (infinite), so HD95 and ASSD are NaN. Precision of an
+surface distance is undefined, so HD95 and ASSD take a penalty, ``diag``, the image
+diagonal in the distance unit (:func:`~segtie.metrics.surface.missed_penalty`, the
+BraTS convention), counted in the mean so that missing a structure never improves a
+mean distance; the evaluation reports how many cases took it. Precision of an
 empty prediction is 0 / 0 and NaN, as in MONAI's confusion-matrix metrics.
 Specificity is a background metric and stays defined, and so is ``accuracy``
 (``(TP + TN) / N`` inside the ROI: 1 when both are empty, NaN only for an empty ROI).
@@ -52,13 +55,13 @@ from segtie.metrics.aggregate import bootstrap_ci, rank_cases, summarize
 from segtie.metrics.overlap import (Confusion, accuracy, confusion, dice, dice_from_counts,
                                     iou, mean_defined, precision, recall, specificity)
 from segtie.metrics.ranking import auc, average_precision, ranking_metrics
-from segtie.metrics.surface import assd, hd95, nsd, surface_distances, surface_metrics
+from segtie.metrics.surface import (assd, hd95, missed_penalty, nsd, surface_distances,
+                                    surface_metrics)
 
 __all__ = [
     "METRIC_NAMES", "RANKING_NAMES", "Confusion", "accuracy", "assd", "auc",
-    "average_precision",
-    "bootstrap_ci", "confusion", "dice", "dice_from_counts", "hd95", "iou", "mean_defined",
-    "nsd", "precision", "rank_cases",
+    "average_precision", "bootstrap_ci", "confusion", "dice", "dice_from_counts", "hd95",
+    "iou", "mean_defined", "missed_penalty", "nsd", "precision", "rank_cases",
     "ranking_metrics", "recall", "score_case", "score_classes", "specificity",
     "summarize", "surface_distances", "surface_metrics",
 ]

@@ -29,6 +29,14 @@ The reductions are those of DeepMind's ``surface-distance`` package (Nikolov et 
 With a region of interest, both masks are first intersected with it (pixels outside
 count as background), then the surfaces are taken as above.
 
+A missed structure (reference not empty, prediction empty) has no surface to measure
+from, its distance undefined. Leaving it out (NaN) would reward a model for missing
+structures, and MONAI's ``inf`` makes every mean infinite; as the BraTS challenge
+does (373.13 mm, its volume's diagonal), HD95 and ASSD take the largest distance the
+image allows, its diagonal ``sqrt((H * row_mm)^2 + (W * col_mm)^2)``
+(:func:`missed_penalty`), which enters the mean; the evaluation counts such cases
+(``num_penalized`` in its summary).
+
 References:
     Nikolov et al., "Deep learning to achieve clinically applicable segmentation of
     head and neck anatomy for radiotherapy", arXiv:1809.04430, 2018; code:
@@ -48,6 +56,20 @@ from scipy import ndimage
 from segtie.metrics._checks import apply_roi, check_spacing, prefix
 
 _FULL_3X3 = np.ones((3, 3), dtype=bool)
+
+
+def missed_penalty(shape: Sequence[int], spacing: Optional[Sequence[float]] = None) -> float:
+    """HD95 and ASSD of a missed structure: the image diagonal, in mm (pixels without spacing).
+
+    Args:
+        shape: ``(height, width)`` of the image, pixels.
+        spacing: ``(row, col)`` mm per pixel, or None.
+
+    Returns:
+        ``sqrt((height * row)^2 + (width * col)^2)``.
+    """
+    row, col = check_spacing(spacing, None)
+    return float(math.hypot(shape[0] * row, shape[1] * col))
 
 
 def _surface(mask: np.ndarray) -> np.ndarray:
@@ -128,7 +150,8 @@ def surface_metrics(y_true, y_pred, spacing: Optional[Sequence[float]] = None,
 
     Returns:
         ``{"hd95", "assd", "nsd"}``. Both masks empty: 0.0, 0.0, 1.0. Reference empty
-        only: NaN, NaN, NaN. Prediction empty only: NaN, NaN, 0.0.
+        only: NaN, NaN, NaN. Prediction empty only (a missed structure): the
+        :func:`missed_penalty` of the image for both distances, and NSD 0.0.
 
     Raises:
         ValueError: bad masks, bad spacing, or a negative or NaN tolerance.
@@ -143,7 +166,8 @@ def surface_metrics(y_true, y_pred, spacing: Optional[Sequence[float]] = None,
         return ({"hd95": 0.0, "assd": 0.0, "nsd": 1.0} if not has_pred else
                 {"hd95": math.nan, "assd": math.nan, "nsd": math.nan})
     if not has_pred:
-        return {"hd95": math.nan, "assd": math.nan, "nsd": 0.0}
+        penalty = missed_penalty(y_true.shape, spacing)
+        return {"hd95": penalty, "assd": penalty, "nsd": 0.0}
     a, b = surface_distances(y_true, y_pred, spacing, case_id=case_id)
     both = np.concatenate((a, b))
     return {"hd95": float(max(np.percentile(a, 95), np.percentile(b, 95))),
@@ -159,7 +183,7 @@ def hd95(y_true, y_pred, spacing: Optional[Sequence[float]] = None, roi=None, *,
 
     Returns:
         HD95 in mm (pixels if ``spacing`` is None); 0.0 if both masks are empty, NaN
-        if exactly one is empty.
+        if only ``y_true`` is, :func:`missed_penalty` if only ``y_pred`` is.
 
     References:
         DeepMind ``surface-distance``, ``compute_robust_hausdorff(..., 95)``.
@@ -175,7 +199,7 @@ def assd(y_true, y_pred, spacing: Optional[Sequence[float]] = None, roi=None, *,
 
     Returns:
         ASSD in mm (pixels if ``spacing`` is None); 0.0 if both masks are empty, NaN
-        if exactly one is empty.
+        if only ``y_true`` is, :func:`missed_penalty` if only ``y_pred`` is.
 
     References:
         Heimann et al. 2009 (see the module docstring).
