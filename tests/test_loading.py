@@ -37,7 +37,7 @@ import segtie
 from segtie import config as cfg
 from segtie.losses import DiceCELoss
 from segtie.metrics.validation import DiceMetric
-from segtie.nn import build_model, build_training_model
+from segtie.nn import build_model, build_training_model, check_model
 from segtie.training import dtype_policy, make_optimizer
 
 SIZE = 16
@@ -53,8 +53,7 @@ SCHEMES = {  # name: (model keys, data keys, train keys)
     "norm: batch": ({"norm": "batch", "norm_per_iteration": True}, {}, {}),
     "multi-class": ({"num_classes": 3}, {"name": "folder", "folder": "my-images",
                                          "label_map": LABEL_MAP}, {}),
-    "mixed_bfloat16": ({"num_recurrences": 2, "norm": "batch"}, {},
-                       {"precision": "mixed_bfloat16"}),
+    "mixed_bfloat16": ({"num_recurrences": 2}, {}, {"precision": "mixed_bfloat16"}),
 }
 
 # Runs in the fresh process: argv[1] is a JSON list of cases, argv[2] the report file.
@@ -141,6 +140,7 @@ def perturb(model, seed: int) -> None:
 def save_run(name: str, root: Path, seed: int) -> tuple:
     """Build, compile and save ``name`` as training does; returns (checkpoint, model)."""
     config = scheme_config(name, root)
+    check_model(config.model)  # as train() does first: a scheme training would refuse
     with dtype_policy(config.train.precision):
         model = build_model(config.model, config.data.image_size, config.data.batch_size)
         trainer = build_training_model(model, config.model)
