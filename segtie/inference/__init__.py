@@ -20,8 +20,9 @@ flips (left-right, up-down, both), each flipped back, as nnU-Net does.
 :func:`largest_component` keeps only the largest 8-connected foreground component.
 No config objects here: :class:`InferenceOptions` holds plain values. Modules:
 :mod:`~segtie.inference.options`, :mod:`~segtie.inference.sliding_window`,
-:mod:`~segtie.inference.predict` (the one prediction path: logits, probabilities)
-and :mod:`~segtie.inference.postprocess` (threshold or argmax, largest component).
+:mod:`~segtie.inference.predict` (the one prediction path: logits, probabilities),
+:mod:`~segtie.inference.postprocess` (threshold or argmax, largest component) and
+:mod:`~segtie.inference.files` (image files in, mask PNGs out: ``segtie predict``).
 A new inference option goes into :class:`InferenceOptions` and
 :func:`~segtie.inference.predict.predict_logits`.
 

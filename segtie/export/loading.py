@@ -1,0 +1,116 @@
+"""Load any trained or exported model for prediction, with the config it goes with.
+
+``spec`` may be a ``.keras`` file, a ``runs:/``/``models:/`` MLflow URI (both through
+:mod:`segtie.training.checkpoints`), a ``.tflite`` file or a SavedModel folder written
+by :func:`segtie.export.export_model`. The config is ``--config`` when given, else the
+training run's own (beside the ``.keras`` file, in the MLflow run, or the
+``config.yaml`` an export writes beside its files), else the default recipe. The
+inference options (:func:`segtie.evaluation.run.inference_options`: resize or sliding
+window, TTA, number of classes) come from it; for a LiteRT model, whose input size is
+fixed, the training size and the window are the model's own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Optional
+
+from segtie import config as cfg
+from segtie.evaluation.run import inference_options
+from segtie.export.runtime import LiteRTModel, SavedModelModel, is_saved_model
+from segtie.inference import InferenceOptions
+from segtie.training import checkpoints
+
+__all__ = ["Predictor", "load_predictor"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class Predictor:
+    """A model ready for :func:`segtie.inference.predict_probabilities`.
+
+    Attributes:
+        model: a Keras model, :class:`LiteRTModel` or :class:`SavedModelModel`
+            (images float32 in [0, 1] -> logits).
+        config: the config it goes with.
+        options: the :class:`InferenceOptions` of ``config`` (for the model).
+        kind: ``"keras"``, ``"litert"`` or ``"saved_model"``.
+    """
+
+    model: object
+    config: cfg.Config
+    options: InferenceOptions
+    kind: str
+
+
+def _config_beside(path: Path, config_path, overrides) -> cfg.Config:
+    """``--config``, else ``config.yaml`` in the export folder, else the default."""
+    if config_path:
+        return cfg.load_config(config_path, overrides)
+    for folder in (path if path.is_dir() else path.parent, path.parent):
+        if (folder / "config.yaml").is_file():
+            return cfg.load_config(folder / "config.yaml", overrides)
+    logger.info("No config.yaml beside %s; using the default config", path)
+    return cfg.load_config(None, overrides)
+
+
+def _litert_options(model: LiteRTModel, config: cfg.Config, spec: str) -> InferenceOptions:
+    options = inference_options(config)
+    window = options.window_size
+    if options.sliding_window and window is not None and list(window) != model.image_size:
+        raise ValueError(f"`eval.window_size` must be the LiteRT model's fixed input size "
+                         f"{model.image_size} (or null) for {spec}, received {list(window)}")
+    if list(options.image_size) != model.image_size:
+        logger.info("%s takes %s; using it instead of data.image_size %s", spec,
+                    model.image_size, list(options.image_size))
+    return dataclasses.replace(options, image_size=model.image_size, window_size=None,
+                               batch_size=1)
+
+
+def load_predictor(spec: str, config_path: Optional[str] = None, overrides=(),
+                   num_threads: Optional[int] = None) -> Predictor:
+    """Load ``spec`` (see the module docstring) and its config.
+
+    Args:
+        spec: a ``.keras`` or ``.tflite`` file, a SavedModel folder or an MLflow URI.
+        config_path: a YAML file or recipe name overriding the model's own config.
+        overrides: ``--set`` strings.
+        num_threads: LiteRT interpreter threads (None: its default).
+
+    Raises:
+        FileNotFoundError: nothing at ``spec``.
+        ValueError: a file that is not a model of the kinds above, a model whose
+            classes differ from the config's, a window size a LiteRT model cannot take.
+    """
+    overrides = list(overrides)
+    path = Path(spec)
+    if checkpoints.is_mlflow_uri(spec) or path.suffix == ".keras":
+        config = checkpoints.resolve_config(spec, config_path, overrides)
+        model = checkpoints.load_checkpoint(spec, config.tracking.tracking_uri)
+        checkpoints.check_compatible(model, config.model, spec)
+        return Predictor(model, config, inference_options(config), "keras")
+    if path.suffix == ".tflite":
+        model = LiteRTModel(path, num_threads=num_threads)
+        config = _config_beside(path, config_path, overrides)
+        _check_classes(model.num_classes, config, spec)
+        return Predictor(model, config, _litert_options(model, config, spec), "litert")
+    if is_saved_model(path):
+        model = SavedModelModel(path)
+        config = _config_beside(path, config_path, overrides)
+        _check_classes(model.num_classes, config, spec)
+        return Predictor(model, config, inference_options(config), "saved_model")
+    if not path.exists():
+        raise FileNotFoundError(f"Model not found: {path} (expected a .keras or .tflite "
+                                f"file, a SavedModel folder, runs:/<run_id>/model or "
+                                f"models:/...)")
+    raise ValueError(f"Cannot load {path} as a model: expected a .keras or .tflite file or "
+                     f"a folder holding saved_model.pb")
+
+
+def _check_classes(num_classes: int, config: cfg.Config, spec: str) -> None:
+    if num_classes != config.model.num_classes:
+        raise ValueError(f"{spec} outputs {num_classes} classes but the config's "
+                         f"`model.num_classes` is {config.model.num_classes}")
