@@ -1,26 +1,45 @@
-"""The fit loop: ``train(config)``.
+"""The fit loop: ``train(config)``, which survives kills, signals and a lost MLflow store.
 
 ``train(config)`` reads top to bottom: data -> model -> optimizer -> callbacks ->
 ``model.fit`` -> best checkpoint -> tracking. ``train(config, model=...)`` trains a
 model built elsewhere (a peer architecture, for a comparison) with the very same
 data, loss, optimizer, schedule, callbacks and tracking. Everything it writes lives
-in one run folder ``<train.output_dir>/<run name>/``:
+in one run folder ``<train.output_dir>/<run name>/`` (:mod:`segtie.training.runs`):
 
 - ``config.yaml``      the resolved config
 - ``best.keras``       the checkpoint with the best validation Dice (atomic writes)
-- ``history.csv``      per-epoch logs (Keras' CSVLogger)
-- ``run_info.json``    the MLflow run id, tracking URI and model source, read by
-                        ``segtie evaluate`` (:mod:`segtie.training.checkpoints`)
+- ``history.csv``      per-epoch logs (Keras' CSVLogger), each epoch once
+- ``run_info.json``    status, why it stopped, the MLflow run id, tracking URI and
+                        model source, read by ``segtie evaluate``
+                        (:mod:`segtie.training.checkpoints`)
+- ``tracking.jsonl``   everything MLflow gets, kept here first
+                        (:mod:`segtie.training.recorder`)
+- ``backup/``          the last completed epoch's weights, optimizer and best score
+                        (:mod:`segtie.training.backup`), while the run is unfinished;
+                        ``last.weights.h5`` once it finished
 - ``val_overlays.png`` image / ground truth / prediction for a few validation cases
+
+The MLflow run logs the best model as ``model`` (Keras flavor) and as ``serving`` (a
+pyfunc model, raw uint8 images -> masks; :meth:`segtie.tracking.Tracker.log_pyfunc_model`).
+
+Surviving: ``train(config, resume_from=run_dir)`` continues an unfinished run from
+its last completed epoch (weights, optimizer, schedule position, best score and
+epoch, data order and augmentation, the same MLflow run): a kill loses at most the
+epoch in progress. SIGINT/SIGTERM stop after the current step
+(:class:`~segtie.training.guards.TrainingInterrupted`, run ``KILLED``); a NaN or
+infinite loss stops at once (:class:`~segtie.training.guards.NonFiniteLoss`, run
+``FAILED``, the last good checkpoint kept); any other exception marks the run
+``FAILED``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
-import os
+import shutil
+import signal
 import time
+import uuid
 from pathlib import Path
 from typing import Optional
 
@@ -33,19 +52,33 @@ from segtie.losses import DiceCELoss
 from segtie.metrics.validation import DiceMetric
 from segtie.nn import build_model, build_training_model, check_model
 from segtie.reports.overlays import save_overlay_grid
-from segtie.tracking import MlflowCallback, Tracker, current_learning_rate
-from segtie.training.callbacks import BestCheckpoint, TimeBudget
+from segtie.tracking import resolve_tracking_uri
+from segtie.training.backup import BACKUP_DIR, ResumableBackup, read_state
+from segtie.training.callbacks import BestCheckpoint, LearningRateInLogs, TimeBudget
+from segtie.training.guards import (NonFiniteLoss, StopOnNonFiniteLoss, StopOnSignal,
+                                    StopSignals, TrainingInterrupted)
 from segtie.training.optimizers import make_optimizer
 from segtie.training.precision import dtype_policy
+from segtie.training.recorder import EpochMetrics, RunRecorder
+from segtie.training.reproducibility import seed_everything
 from segtie.training.resources import resource_figures
+from segtie.training.runs import (check_resumable, new_run_dir, point_latest, read_run_info,
+                                  truncate_history, update_run_info)
 
 logger = logging.getLogger(__name__)
 CONFIG_MODEL = "config"  # the `segtie.model_source` tag of a model built from config.model
+__all__ = ["CONFIG_MODEL", "TrainResult", "new_run_dir", "train"]
 
 
 @dataclasses.dataclass
 class TrainResult:
-    """What a training run produced."""
+    """What a training run produced.
+
+    ``epochs_run`` counts every completed epoch (a resumed run's earlier ones too);
+    ``seconds`` is the training time of all its parts; ``stop_reason`` says why it
+    ended (``"completed N epochs"`` or the time budget); ``tracking_synced`` is False
+    when MLflow could not be reached at the end (``segtie sync`` sends the rest).
+    """
 
     run_dir: Path
     checkpoint: Path
@@ -54,6 +87,9 @@ class TrainResult:
     seconds: float
     num_params: int
     mlflow_run_id: Optional[str]
+    stop_reason: str = ""
+    resumed_from_epoch: Optional[int] = None
+    tracking_synced: bool = True
 
 
 def _num_batches(dataset) -> int:
@@ -101,35 +137,98 @@ def _save_val_overlays(model, val_ds, path: Path, count: int) -> Optional[Path]:
     return path
 
 
-def new_run_dir(output_dir: Path, prefix: str) -> Path:
-    """Create a run folder ``<output_dir>/<prefix>-<YYYYmmdd-HHMMSS>[-<n>]``, unique.
-
-    Made with ``mkdir(exist_ok=False)``, which is atomic: two trainings started in the
-    same second get two folders (the second one suffixed ``-2``, ...), never one.
-    """
-    output_dir.mkdir(parents=True, exist_ok=True)
-    stem = f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}"
-    for attempt in range(1, 1000):
-        run_dir = output_dir / (stem if attempt == 1 else f"{stem}-{attempt}")
-        try:
-            run_dir.mkdir()
-            return run_dir
-        except FileExistsError:
-            continue
-    raise FileExistsError(f"{output_dir}: 999 run folders named {stem}-*; clean up")
+def _new_run(config: cfg.Config, source: str) -> Path:
+    """Make the run folder, its ``config.yaml`` and ``run_info.json``."""
+    run_dir = new_run_dir(Path(config.train.output_dir), config.data.name)
+    (run_dir / "config.yaml").write_text(cfg.dump_yaml(config))
+    update_run_info(
+        run_dir, status="RUNNING", stop_reason=None, epochs=config.train.epochs,
+        epochs_done=0, run_uid=uuid.uuid4().hex, mlflow_run_id=None,
+        tracking_uri=resolve_tracking_uri(config.tracking.tracking_uri),
+        experiment=config.tracking.experiment or config.data.name, model_source=source,
+        started=time.strftime("%Y-%m-%dT%H:%M:%S"), start_time_ms=int(time.time() * 1000),
+        resumes=[])
+    return run_dir
 
 
-def _point_latest(run_dir: Path) -> None:
-    """Make ``<output_dir>/latest`` a symlink to the newest finished run folder."""
-    link = run_dir.parent / "latest"
-    tmp = run_dir.parent / ".latest.tmp"
-    if tmp.is_symlink():
-        tmp.unlink()
-    tmp.symlink_to(run_dir.name, target_is_directory=True)
-    os.replace(tmp, link)
+def _first_records(recorder: RunRecorder, config, model, source: str, steps: int) -> None:
+    recorder.set_status("RUNNING")
+    recorder.set_tags({"segtie.kind": "train", "segtie.model_source": source})
+    recorder.log_params(cfg.flatten(config))
+    recorder.log_artifact(recorder.run_dir / "config.yaml")
+    recorder.log_metrics({"num_params": model.count_params(), "steps_per_epoch": steps})
+    if recorder.mirror is not None:  # the resource report's estimates (the CLI measures)
+        recorder.log_metrics({f"resources.{k}": v for k, v in
+                              resource_figures(model, config, measure=False).items()})
 
 
-def train(config: cfg.Config, model: Optional[keras.Model] = None) -> TrainResult:
+def _reopen(recorder: RunRecorder, start: int) -> None:
+    """A resumed run: forget the records and history rows of epochs it will redo."""
+    dropped = recorder.journal.drop_epochs_from(start)
+    recorder.records = recorder.journal.records()
+    rows = truncate_history(recorder.run_dir / "history.csv", start)
+    recorder.set_status("RUNNING")
+    recorder.set_tags({"segtie.resumed_from_epoch": start})
+    info = read_run_info(recorder.run_dir)
+    update_run_info(recorder.run_dir, status="RUNNING", stop_reason=None,
+                    resumes=info.get("resumes", []) + [
+                        {"at": time.strftime("%Y-%m-%dT%H:%M:%S"), "from_epoch": start}])
+    logger.info("Resuming %s at epoch %d of %d (dropped %d journal records and %d "
+                "history rows of unfinished epochs)", recorder.run_dir, start + 1,
+                int(info.get("epochs", 0)), dropped, rows)
+
+
+def _stop(recorder: RunRecorder, status: str, reason: str) -> None:
+    """Mark a run that did not finish (never raises: the cause is what matters)."""
+    try:
+        recorder.set_status(status)
+        recorder.sync(force=True)
+        state = read_state(recorder.run_dir / BACKUP_DIR)
+        update_run_info(recorder.run_dir, status=status, stop_reason=reason,
+                        epochs_done=state["epoch"] if state else 0,
+                        mlflow_run_id=recorder.run_id)
+        logger.warning("Run %s %s: %s", recorder.run_dir, status, reason)
+    except Exception as err:  # noqa: BLE001
+        logger.error("Could not mark run %s %s: %s", recorder.run_dir, status, err)
+
+
+def _finish(recorder: RunRecorder, model, best: BestCheckpoint, val_ds, config, source: str,
+            seconds: float, stop_reason: str) -> bool:
+    """Everything after the last epoch: overlays, metrics, artifacts, models, FINISHED."""
+    run_dir = recorder.run_dir
+    best_model = keras.saving.load_model(best.path, safe_mode=True)
+    overlays = _save_val_overlays(best_model, val_ds, run_dir / "val_overlays.png",
+                                  config.eval.num_overlays)
+    rate = keras.ops.convert_to_numpy(model.optimizer.learning_rate)
+    recorder.log_metrics({"best_val_dice": best.best, "best_epoch": best.best_epoch + 1,
+                          "train_seconds": seconds, "epochs_run": best.last_epoch + 1,
+                          "final_learning_rate": float(rate)})
+    if overlays:
+        recorder.log_artifact(overlays)
+    recorder.log_artifact(run_dir / "history.csv")
+    example = input_example(val_ds, config.model.depth) if source == CONFIG_MODEL else None
+    if example is not None:
+        np.save(run_dir / "input_example.npy", example)
+    name = "input_example.npy" if example is not None else None
+    recorder.log_model("keras", "segtie.model_uri", example=name)
+    # raw images -> masks, for `mlflow models serve`
+    recorder.log_model("pyfunc", "segtie.serving_uri", example=name)
+    recorder.set_tags({"segtie.stop_reason": stop_reason})
+    recorder.set_status("FINISHED")
+    synced = recorder.sync(force=True)
+    update_run_info(run_dir, status="FINISHED", stop_reason=stop_reason,
+                    epochs_done=best.last_epoch + 1, mlflow_run_id=recorder.run_id,
+                    train_seconds=seconds, tracking_synced=synced)
+    point_latest(run_dir)
+    state = read_state(run_dir / BACKUP_DIR)  # finished: never resumed, keep the last epoch
+    if state is not None and (run_dir / BACKUP_DIR / state["weights"]).is_file():
+        (run_dir / BACKUP_DIR / state["weights"]).replace(run_dir / "last.weights.h5")
+    shutil.rmtree(run_dir / BACKUP_DIR, ignore_errors=True)
+    return synced
+
+
+def train(config: cfg.Config, model: Optional[keras.Model] = None,
+          resume_from: Optional[Path] = None) -> TrainResult:
     """Train the model described by ``config``, or ``model``; see the module docstring.
 
     Args:
@@ -144,6 +243,9 @@ def train(config: cfg.Config, model: Optional[keras.Model] = None) -> TrainResul
             mode (no ``Lambda`` layers), as the best one is reloaded. Its name is
             logged as the MLflow tag ``segtie.model_source`` and in
             ``run_info.json`` (``"config"`` for the config's model).
+        resume_from: optional, an unfinished run folder trained with this very
+            config (:func:`segtie.training.runs.find_resumable` finds one): training
+            continues from its last completed epoch, in the same MLflow run.
 
     Shapes:
         ``model``: images ``(batch, H, W, in_channels)`` float32 -> logits
@@ -152,26 +254,34 @@ def train(config: cfg.Config, model: Optional[keras.Model] = None) -> TrainResul
 
     Returns:
         TrainResult: the run folder, best checkpoint, best validation Dice, epochs
-        run, training seconds, parameter count and MLflow run id.
+        run, training seconds, parameter count, MLflow run id and why it stopped.
 
     Raises:
         FileNotFoundError: the dataset archive is missing (the message says where to
-            put it).
+            put it), or ``resume_from`` is not a run folder.
         TypeError: ``model`` is not a ``keras.Model``.
+        ValueError: ``resume_from`` is finished or was trained with another config.
+        TrainingInterrupted: SIGINT or SIGTERM (the run is ``KILLED``, resumable).
+        NonFiniteLoss: the loss became NaN or infinite (the run is ``FAILED``).
     """
     if model is not None and not isinstance(model, keras.Model):
         raise TypeError(f"`model` must be a keras.Model or None, received "
                         f"{type(model).__name__}")
     if model is None:
         check_model(config.model)  # before any data is prepared
-    keras.utils.set_random_seed(config.train.seed)
-    # The data first: a data error leaves nothing behind but its message.
-    train_ds = build_dataset(config.data, "train", training=True, seed=config.train.seed)
+    if resume_from is not None:
+        check_resumable(resume_from, config)
+    seed_everything(config.train.seed, config.train.deterministic)
+    epochs = config.train.epochs
+    state = read_state(Path(resume_from) / BACKUP_DIR) if resume_from else None
+    start = min(state["epoch"], epochs) if state else 0
+    # The data first: a data error leaves nothing behind but its message. Epoch e's
+    # order and augmentation depend on (seed, e) only, so the stream may start at e.
+    first = min(start, epochs - 1)
+    train_ds = build_dataset(config.data, "train", training=True, seed=config.train.seed,
+                             epochs=epochs, start_epoch=first)
     val_ds = build_dataset(config.data, "validation", training=False)
-    steps = _num_batches(train_ds)
-    run_dir = new_run_dir(Path(config.train.output_dir), config.data.name)
-    run_name = run_dir.name
-    (run_dir / "config.yaml").write_text(cfg.dump_yaml(config))
+    steps = _num_batches(train_ds) // (epochs - first)
 
     source = CONFIG_MODEL if model is None else model.name
     if model is None:  # one output (the last pass's logits); trained on every pass
@@ -187,55 +297,58 @@ def train(config: cfg.Config, model: Optional[keras.Model] = None) -> TrainResul
                 model.name, "the config" if source == CONFIG_MODEL else "the caller",
                 num_params, steps)
 
-    tracker = Tracker(config.tracking.enabled, config.tracking.tracking_uri,
-                      config.tracking.experiment or config.data.name)
-    run_id = tracker.start(run_name, tags={"segtie.kind": "train",
-                                           "segtie.model_source": source})
-    (run_dir / "run_info.json").write_text(json.dumps(
-        {"mlflow_run_id": run_id, "tracking_uri": tracker.tracking_uri,
-         "model_source": source}, indent=2))
-    tracker.log_params(cfg.flatten(config))
-    tracker.log_text(cfg.dump_yaml(config), "config.yaml")
-    tracker.log_metrics({"num_params": num_params, "steps_per_epoch": steps})
-    if tracker.active:  # the resource report's estimates (measuring a step is the CLI's job)
-        tracker.log_metrics({f"resources.{k}": v for k, v in
-                             resource_figures(model, config, measure=False).items()})
+    run_dir = Path(resume_from) if resume_from else _new_run(config, source)
+    recorder = RunRecorder(run_dir, config.tracking.enabled, config.tracking.retry_seconds)
+    if resume_from:
+        _reopen(recorder, start)
+    else:
+        _first_records(recorder, config, model, source, steps)
+    recorder.sync(force=True)
 
-    checkpoint = run_dir / "best.keras"
-    best = BestCheckpoint(checkpoint)
-    callbacks = [best, keras.callbacks.CSVLogger(str(run_dir / "history.csv")),
-                 MlflowCallback(tracker)]
-    if config.train.max_minutes:
-        callbacks.append(TimeBudget(config.train.max_minutes))
-
-    start = time.monotonic()
-    status = "FAILED"
+    t0, spent = time.monotonic(), float(state["train_seconds"]) if state else 0.0
+    clock = lambda: spent + time.monotonic() - t0  # noqa: E731 - all parts of the run
+    best = BestCheckpoint(run_dir / "best.keras")
+    backup = ResumableBackup(run_dir / BACKUP_DIR, best, train_seconds=clock)
+    budget = TimeBudget(config.train.max_minutes, spent) if config.train.max_minutes else None
+    signals = StopSignals()
+    # Order matters: the logs gain the rate; the epoch is saved, logged, journaled and
+    # only then backed up; a stop request is honoured after the backup.
+    callbacks = [LearningRateInLogs(), StopOnNonFiniteLoss(), best,
+                 keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
+                 EpochMetrics(recorder), backup, *([budget] if budget else []),
+                 StopOnSignal(signals)]
     try:
-        history = model.fit(train_ds, validation_data=val_ds, epochs=config.train.epochs,
-                            shuffle=False,  # the pipeline shuffles; Keras would warn
-                            callbacks=callbacks, verbose=1)
-        status = "FINISHED"
-    finally:
-        seconds = time.monotonic() - start
-        if status != "FINISHED":
-            tracker.end(status)
-    epochs_run = len(history.history.get("loss", []))
-
-    best_model = keras.saving.load_model(checkpoint, safe_mode=True)
-    overlays = _save_val_overlays(best_model, val_ds, run_dir / "val_overlays.png",
-                                  config.eval.num_overlays)
-    tracker.log_metrics({"best_val_dice": best.best, "best_epoch": best.best_epoch + 1,
-                         "train_seconds": seconds,
-                         "final_learning_rate": current_learning_rate(model.optimizer) or 0.0})
-    if overlays:
-        tracker.log_artifact(overlays)
-    tracker.log_artifact(run_dir / "history.csv")
-    example = input_example(val_ds, config.model.depth) if source == CONFIG_MODEL else None
-    model_uri = tracker.log_keras_model(best_model, example)
-    if model_uri:
-        tracker.set_tags({"segtie.model_uri": model_uri})
-    tracker.end("FINISHED")
-    _point_latest(run_dir)
-    return TrainResult(run_dir=run_dir, checkpoint=checkpoint, best_val_dice=best.best,
-                       epochs_run=epochs_run, seconds=seconds, num_params=num_params,
-                       mlflow_run_id=run_id)
+        with signals:
+            if start < epochs:
+                model.fit(train_ds, validation_data=val_ds, epochs=epochs,
+                          initial_epoch=start, steps_per_epoch=steps,
+                          shuffle=False,  # the pipeline shuffles; Keras would warn
+                          callbacks=callbacks, verbose=1)
+            else:  # every epoch was done; a kill came during the last steps below
+                backup.set_model(model)
+                backup.restore()
+            stop_reason = (budget.reason if budget and budget.reason
+                           else f"completed {best.last_epoch + 1} epochs")
+            synced = _finish(recorder, model, best, val_ds, config, source, clock(),
+                             stop_reason)
+    except TrainingInterrupted as err:
+        _stop(recorder, "KILLED", str(err))
+        err.run_dir = run_dir
+        raise
+    except KeyboardInterrupt as err:  # a second Ctrl-C, or one outside the handler
+        _stop(recorder, "KILLED", "interrupted by SIGINT")
+        interrupted = TrainingInterrupted(signal.SIGINT, "a second Ctrl-C")
+        interrupted.run_dir = run_dir
+        raise interrupted from err
+    except NonFiniteLoss as err:
+        _stop(recorder, "FAILED", str(err))
+        err.run_dir = run_dir
+        raise
+    except BaseException as err:
+        _stop(recorder, "FAILED", f"{type(err).__name__}: {err}")
+        raise
+    return TrainResult(run_dir=run_dir, checkpoint=best.path, best_val_dice=best.best,
+                       epochs_run=best.last_epoch + 1, seconds=clock(), num_params=num_params,
+                       mlflow_run_id=recorder.run_id, stop_reason=stop_reason,
+                       resumed_from_epoch=start if resume_from else None,
+                       tracking_synced=synced)
