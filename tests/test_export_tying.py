@@ -129,7 +129,7 @@ def _assert_filters_hold_their_kernels(model, weights):
 
 
 def test_batch_norms_of_tied_kernels_would_be_folded_into_copies_without_the_fix(images):
-    """The converter's own behaviour, which ``unfused_batch_norms`` works around: with
+    """The converter's own behaviour, which ``export_forms`` works around: with
     a batch norm per use, each use gets its own folded filter."""
     from segtie.export import litert
 

@@ -5,7 +5,7 @@
 bytes of its constant buffers and, for every convolution (``CONV_2D``,
 ``TRANSPOSE_CONV``), the buffer that holds its filter. (A segtie model has no
 depthwise convolution of its own; the 1x1 depthwise ops that
-:mod:`segtie.export.batch_norm` writes are per-use batch-norm scales, counted in
+:mod:`segtie.export.graph_forms` writes are per-use batch-norm scales, counted in
 ``op_counts`` only.) A
 tied kernel stored once is one filter buffer read by several convolutions; a copy
 per use would be several buffers. A float16 model stores its filters as float16

@@ -20,8 +20,9 @@ Tying survives conversion: a tied kernel is written once, as one buffer read by 
 convolution that uses it, in all three variants (checked by
 :func:`segtie.export.flatbuffer.read_weights` and ``tests/test_export_tying.py``).
 Where the uses of a tied kernel have their own batch norms, the converter would fold
-each into its own copy of the kernel; :func:`segtie.export.batch_norm.unfused_batch_norms`
-prevents that during conversion.
+each into its own copy of the kernel; :func:`segtie.export.graph_forms.export_forms`
+prevents that during conversion, and gives instance norms a form that LiteRT's
+XNNPACK delegate runs (2x faster in float32).
 
 Two converter paths were rejected: ``from_concrete_functions`` and
 ``from_saved_model`` of a ``tf.function`` holding the Keras model keep the Keras
@@ -39,7 +40,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from segtie.export.batch_norm import unfused_batch_norms
+from segtie.export.graph_forms import export_forms
 from segtie.export.pixels import pixel_model
 
 __all__ = ["BYTES_PER_WEIGHT", "VARIANTS", "convert_litert"]
@@ -97,7 +98,7 @@ def convert_litert(model: keras.Model, image_size: Sequence[int], variant: str,
     if int8_io and variant != "int8":
         raise ValueError(f"`int8_io` applies to the int8 variant only, received "
                          f"variant={variant!r}")
-    with unfused_batch_norms(model):
+    with export_forms(model):
         return _convert(model, image_size, variant, representative_images, int8_io)
 
 
