@@ -173,12 +173,12 @@ def test_saved_model_serves_any_size_without_segtie(exported, keras_model, test_
         logits, keras_model(test_frames[1][0][None].astype("float32") / 255.0), atol=1e-5)
 
 
-def test_export_refuses_a_non_empty_folder_without_overwrite(trained, exported, capsys):
+def test_export_refuses_to_replace_an_export_without_overwrite(trained, exported, capsys):
     code = cli.main(["export", "--checkpoint", str(trained.result.checkpoint), "--output",
                      str(exported), "--variants", "float32", "--no-saved-model",
                      "--set", "tracking.enabled=false"])
     assert code == 2
-    assert f"Export folder {exported} is not empty" in capsys.readouterr().err
+    assert f"Export folder {exported} already holds" in capsys.readouterr().err
     assert (exported / "model_int8.tflite").is_file()
 
 

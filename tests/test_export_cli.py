@@ -62,3 +62,25 @@ def test_predict_refuses_two_inputs_with_one_stem(capsys, tmp_path, monkeypatch)
     from segtie.inference.files import find_images, plan_outputs
     with pytest.raises(ValueError, match="would both write a_mask.png"):
         plan_outputs(find_images([tmp_path]), tmp_path / "out", None, 1, False)
+
+
+def test_litert_input_is_the_training_size_or_the_sliding_window():
+    from segtie.cli import common
+    from segtie.export import litert_input_size
+
+    assert litert_input_size(common.load_config("kvasir_seg", [])) == [128, 128]
+    assert litert_input_size(common.load_config("drive", [])) == [96, 96]
+
+
+def test_an_export_is_replaced_only_with_overwrite_and_other_files_stay(tmp_path):
+    from segtie.export.run import _prepare_dir
+
+    (tmp_path / "notes.txt").write_text("mine")
+    _prepare_dir(tmp_path, overwrite=False)  # no export there: nothing to overwrite
+    (tmp_path / "model_int8.tflite").write_bytes(b"old")
+    (tmp_path / "saved_model").mkdir()
+    with pytest.raises(FileExistsError, match="already holds saved_model"):
+        _prepare_dir(tmp_path, overwrite=False)
+    assert (tmp_path / "model_int8.tflite").read_bytes() == b"old"
+    _prepare_dir(tmp_path, overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]

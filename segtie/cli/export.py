@@ -47,7 +47,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--no-saved-model", action="store_true",
                         help="write the LiteRT files only")
     parser.add_argument("--overwrite", action="store_true",
-                        help="replace the contents of a non-empty --output folder")
+                        help="replace an export already in --output (other files stay)")
     parser.set_defaults(run=run)
     return parser
 

@@ -25,7 +25,8 @@ LiteRT (``model_float32.tflite``, ``model_float16.tflite``, ``model_int8.tflite`
 signature ``serving_default``):
 
 - input ``image``: uint8 ``(1, H, W, 3)``, raw RGB pixels **at the training size**
-  ``data.image_size`` (128x128 for the Kvasir-SEG recipe). Resize first, as
+  ``data.image_size`` (128x128 for the Kvasir-SEG recipe; one window,
+  ``eval.window_size``, for a sliding-window recipe such as DRIVE's 96x96). Resize first, as
   :class:`~segtie.export.runtime.LiteRTModel` does (``preprocess_image``, rounded to
   uint8). The size is fixed because LiteRT plans memory, XNNPACK prepares its kernels
   and int8 calibration measures ranges for static shapes, and because the antialiased
@@ -48,10 +49,11 @@ from segtie.export.calibration import representative_images
 from segtie.export.flatbuffer import FlatbufferWeights, read_weights
 from segtie.export.litert import BYTES_PER_WEIGHT, VARIANTS, convert_litert
 from segtie.export.pixels import PixelServing, activation_name, pixel_model
-from segtie.export.run import ExportResult, conv_kernel_count, export_model, litert_file_name
+from segtie.export.run import (ExportResult, conv_kernel_count, export_model, litert_file_name,
+                               litert_input_size)
 from segtie.export.runtime import LiteRTModel, SavedModelModel, is_saved_model
 
 __all__ = ["BYTES_PER_WEIGHT", "ExportResult", "FlatbufferWeights", "LiteRTModel",
            "PixelServing", "SavedModelModel", "VARIANTS", "activation_name",
            "conv_kernel_count", "convert_litert", "export_model", "is_saved_model",
-           "litert_file_name", "pixel_model", "read_weights", "representative_images"]
+           "litert_file_name", "litert_input_size", "pixel_model", "read_weights", "representative_images"]

@@ -38,7 +38,8 @@ from segtie.export.litert import BYTES_PER_WEIGHT, VARIANTS, convert_litert
 from segtie.export.pixels import PixelServing, activation_name
 from segtie.tracking import Tracker
 
-__all__ = ["ExportResult", "conv_kernel_count", "export_model", "litert_file_name"]
+__all__ = ["ExportResult", "conv_kernel_count", "export_model", "litert_file_name",
+           "litert_input_size"]
 
 logger = logging.getLogger(__name__)
 
@@ -67,17 +68,32 @@ def litert_file_name(variant: str, int8_io: bool = False) -> str:
     return f"model_{variant}{'_io' if int8_io else ''}.tflite"
 
 
+def litert_input_size(config: cfg.Config) -> list:
+    """The LiteRT input ``[H, W]``: ``eval.window_size`` for a sliding-window recipe
+    (DRIVE: the model runs on windows), else ``data.image_size`` (the resize path)."""
+    ev = config.eval
+    if ev.sliding_window and ev.window_size is not None:
+        return list(ev.window_size)
+    return list(config.data.image_size)
+
+
 def conv_kernel_count(model: keras.Model) -> int:
     """Distinct 4-D convolution kernels of a Keras model (a tied kernel counts once)."""
     return sum(1 for v in model.weights if v.path.endswith("kernel") and len(v.shape) == 4)
 
 
 def _prepare_dir(out_dir: Path, overwrite: bool) -> None:
-    if out_dir.exists() and any(out_dir.iterdir()):
-        if not overwrite:
-            raise FileExistsError(f"Export folder {out_dir} is not empty; pass --overwrite "
-                                  f"to replace its contents, or choose another --output")
-        shutil.rmtree(out_dir)
+    """Create ``out_dir``; an export already there is refused, or removed with
+    ``overwrite`` (only what an export writes: other files are left alone)."""
+    ours = ([out_dir / n for n in ("saved_model", "export.json", "config.yaml")]
+            + sorted(out_dir.glob("model_*.tflite")))
+    existing = [p for p in ours if p.exists()]
+    if existing and not overwrite:
+        raise FileExistsError(f"Export folder {out_dir} already holds {existing[0].name}; "
+                              f"pass --overwrite to replace the export, or choose another "
+                              f"--output")
+    for path in existing:
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
     out_dir.mkdir(parents=True, exist_ok=True)
 
 
@@ -112,7 +128,8 @@ def export_model(model: keras.Model, config: cfg.Config, out_dir, *,
 
     Args:
         model: the trained segtie model (images float32 in [0, 1] -> logits).
-        config: its config: ``data.image_size`` (the fixed LiteRT input size),
+        config: its config: ``data.image_size`` (the fixed LiteRT input size;
+            ``eval.window_size`` with ``eval.sliding_window``: :func:`litert_input_size`),
             ``data`` (the int8 calibration set, the training split),
             ``eval.threshold`` (the SavedModel's mask), ``tracking``.
         out_dir: the export folder (see the module docstring).
@@ -122,14 +139,14 @@ def export_model(model: keras.Model, config: cfg.Config, out_dir, *,
         saved_model: write the SavedModel too.
         source: where ``model`` came from (a ``.keras`` path, an MLflow URI).
         train_run_id: the MLflow run that trained it, tagged on the export run.
-        overwrite: replace a non-empty ``out_dir``.
+        overwrite: replace an export already in ``out_dir`` (other files stay).
         track: log the files to an MLflow export run (if ``config.tracking.enabled``).
 
     Returns:
         :class:`ExportResult`.
 
     Raises:
-        FileExistsError: ``out_dir`` is not empty and ``overwrite`` is False.
+        FileExistsError: ``out_dir`` holds an export and ``overwrite`` is False.
         ValueError: an unknown variant (named), a model that does not take RGB.
         FileNotFoundError: the int8 calibration data cannot be found.
     """
@@ -139,14 +156,13 @@ def export_model(model: keras.Model, config: cfg.Config, out_dir, *,
                          f"received {list(variants)}")
     out_dir = Path(out_dir)
     _prepare_dir(out_dir, overwrite)
-    size, num_classes = list(config.data.image_size), model.outputs[0].shape[-1]
-    files, weights = {}, {}
+    size, files, weights = litert_input_size(config), {}, {}
     (out_dir / "config.yaml").write_text(cfg.dump_yaml(config))
     if saved_model:
-        module = PixelServing(model, size, config.eval.threshold)
+        module = PixelServing(model, config.data.image_size, config.eval.threshold)
         files["saved_model"] = out_dir / "saved_model"
         tf.saved_model.save(module, str(files["saved_model"]), signatures=module.signatures())
-    images = (representative_images(config.data, calibration_images)
+    images = (representative_images(config.data, calibration_images, window=size)
               if "int8" in variants else None)
     kernels = conv_kernel_count(model)
     for variant in variants:
@@ -163,10 +179,11 @@ def export_model(model: keras.Model, config: cfg.Config, out_dir, *,
 
 
 def _info(model, config, files, weights, kernels, source, train_run_id, images, int8_io):
-    size, num_classes = list(config.data.image_size), model.outputs[0].shape[-1]
+    size, num_classes = litert_input_size(config), model.outputs[0].shape[-1]
     params = model.count_params()
     return {
         "source": source, "train_run_id": train_run_id, "image_size": size,
+        "saved_model_image_size": list(config.data.image_size),
         "num_classes": num_classes, "activation": activation_name(num_classes),
         "threshold": config.eval.threshold, "unique_params": params,
         "conv_kernels": kernels, "calibration_images": 0 if images is None else len(images),
