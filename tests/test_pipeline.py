@@ -86,14 +86,34 @@ def test_training_is_deterministic_for_a_seed(small_config):
 
 
 def test_epochs_differ_but_hold_the_same_cases(small_config):
-    dataset = pipeline.build_dataset(small_config, "train", training=True, seed=3)
-    first, second = collect(dataset), collect(dataset)
-    images_1 = np.concatenate([i for i, _ in first])
-    images_2 = np.concatenate([i for i, _ in second])
+    dataset = pipeline.build_dataset(small_config, "train", training=True, seed=3, epochs=2)
+    batches = collect(dataset)
+    assert int(dataset.cardinality()) == len(batches) == 6  # 2 epochs x [4, 4, 2]
+    images_1 = np.concatenate([i for i, _ in batches[:3]])
+    images_2 = np.concatenate([i for i, _ in batches[3:]])
     assert not np.array_equal(images_1, images_2)  # reshuffled / re-augmented
     # Flips and quarter turns permute pixels: per-image sums identify the cases.
     assert np.allclose(sorted(images_1.sum((1, 2, 3))), sorted(images_2.sum((1, 2, 3))),
                        rtol=1e-5)
+
+
+def test_an_epoch_depends_on_the_seed_and_its_number_only(small_config):
+    """A resumed training's stream (from epoch 2) is the uninterrupted one's tail."""
+    full = pipeline.build_dataset(small_config, "train", training=True, seed=3, epochs=3)
+    tail = pipeline.build_dataset(small_config, "train", training=True, seed=3, epochs=3,
+                                  start_epoch=2)
+    first, again = collect(full), collect(full)  # iterating twice: the same stream
+    resumed = collect(tail)
+    assert [i.shape[0] for i, _ in resumed] == [4, 4, 2]
+    for (a, m), (b, n) in zip(first[6:], resumed):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(m, n)
+    for (a, m), (b, n) in zip(first, again):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(m, n)
+    with pytest.raises(ValueError, match=r"start_epoch.*0 \.\. epochs - 1 = 2.*received "
+                                         r"start_epoch=3"):
+        pipeline.build_dataset(small_config, "train", training=True, epochs=3, start_epoch=3)
 
 
 def test_eval_batches_follow_the_split_order(small_config):

@@ -1,21 +1,32 @@
 """``segtie train``: train the tied recurrent U-Net of a recipe.
 
-    segtie train --config kvasir_seg [--set group.key=value ...]
+    segtie train --config kvasir_seg [--set group.key=value ...] [--resume | --run-dir DIR]
 
 Writes a run folder ``<train.output_dir>/<dataset>-<time>/`` (``config.yaml``,
 ``best.keras`` by validation Dice, ``history.csv``, ``run_info.json``,
-``val_overlays.png``; ``<train.output_dir>/latest`` points at it) and an MLflow run
-with the params, per-epoch curves, overlays and the best model. Datasets are read
-from the publisher's archive in ``$SEGTIE_MANUAL_DIR`` or ``data.manual_dir``.
+``tracking.jsonl``, ``val_overlays.png``; ``<train.output_dir>/latest`` points at it)
+and an MLflow run with the params, per-epoch curves, overlays and the best model.
+Datasets are read from the publisher's archive in ``$SEGTIE_MANUAL_DIR`` or
+``data.manual_dir``.
+
+Resuming: after a kill, a Ctrl-C, a SIGTERM or a crash, the same command with
+``--resume`` continues the newest unfinished run folder whose config equals this one
+from its last completed epoch, in the same MLflow run (no folder: a new run starts;
+the newest one finished: an error, a finished run is never resumed). ``--run-dir DIR``
+resumes that folder. Ctrl-C or SIGTERM stops after the current step, keeps the best
+checkpoint and the backup, and exits 130 or 143; a NaN or infinite loss stops at once
+with exit code 1.
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
+import sys
 
 from segtie.cli.common import add_config_arguments, load_config, run_command, setup_logging
 
-HELP = "train a model from a recipe"
+HELP = "train a model from a recipe (--resume continues an unfinished run)"
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -23,25 +34,67 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser("train", help=HELP, description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_arguments(parser)
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--resume", action="store_true",
+                       help="continue the newest unfinished run folder under "
+                            "train.output_dir trained with this config (a new run if none)")
+    where.add_argument("--run-dir", default=None, metavar="DIR",
+                       help="continue this unfinished run folder (same config)")
     parser.set_defaults(run=run)
     return parser
 
 
+def resume_command(args: argparse.Namespace) -> str:
+    """The command line that resumes the run ``args`` started."""
+    parts = ["segtie", "train"]
+    if args.config:
+        parts += ["--config", args.config]
+    for item in args.overrides:
+        parts += ["--set", item]
+    parts += ["--run-dir", args.run_dir] if args.run_dir else ["--resume"]
+    return shlex.join(parts)
+
+
 def run(args: argparse.Namespace) -> int:
-    """Train, then print where everything went."""
-    from segtie.training import train  # TensorFlow Datasets only when training
+    """Train (or resume), then print where everything went."""
+    from segtie.training import NonFiniteLoss, TrainingInterrupted, train
+    from segtie.training.runs import find_resumable
 
     setup_logging()
 
     def body() -> int:
-        result = train(load_config(args.config, args.overrides))
+        config = load_config(args.config, args.overrides)
+        resume_from = args.run_dir
+        if args.resume:
+            resume_from = find_resumable(config)
+            if resume_from is None:
+                print("--resume: no unfinished run with this config under "
+                      f"{config.train.output_dir}; starting a new run", file=sys.stderr)
+        try:
+            result = train(config, resume_from=resume_from)
+        except TrainingInterrupted as err:
+            print(f"\n{err}; stopped after the last completed step.\nrun folder      "
+                  f"{err.run_dir}\nresume with: {resume_command(args)}", file=sys.stderr)
+            return err.exit_code
+        except NonFiniteLoss as err:
+            print(f"error: {err}\nrun folder: {err.run_dir}", file=sys.stderr)
+            return 1
+        if result.resumed_from_epoch is not None:
+            print(f"\nresumed         at epoch {result.resumed_from_epoch + 1}")
         print(f"\nrun folder      {result.run_dir}")
         print(f"checkpoint      {result.checkpoint}")
         print(f"best val Dice   {result.best_val_dice:.4f}")
-        print(f"epochs          {result.epochs_run}")
+        print(f"epochs          {result.epochs_run} ({result.stop_reason})")
         print(f"parameters      {result.num_params:,}")
         print(f"train time      {result.seconds / 60:.1f} min")
         print(f"MLflow run      {result.mlflow_run_id}")
+        if result.stop_reason.startswith("time budget"):
+            print(f"WARNING: {result.stop_reason}: fewer epochs than the config asks for, "
+                  f"a weaker model than the recipe's", file=sys.stderr)
+        if not result.tracking_synced and config.tracking.enabled:
+            print(f"WARNING: the MLflow store could not be reached; everything is in "
+                  f"{result.run_dir}; send it with: segtie sync {result.run_dir}",
+                  file=sys.stderr)
         return 0
 
     return run_command(body)

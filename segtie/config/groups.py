@@ -221,6 +221,14 @@ class TrainConfig:
     ``mixed_bfloat16`` (CPUs with AMX/AVX512-BF16, TPUs, Ampere GPUs) or
     ``mixed_float16`` (GPUs, with loss scaling) compute in 16 bits with float32
     weights; the logits, loss and normalization statistics stay float32.
+
+    ``max_minutes`` (``null``: no cap, the default; the recipe's epochs are what a
+    result is reproduced with) stops after the epoch during which the time ran out;
+    a run cut short says so on the console, in ``run_info.json`` (``stop_reason``)
+    and as the MLflow tag ``segtie.stop_reason``. ``deterministic`` makes TensorFlow
+    pick deterministic kernels (``tf.config.experimental.enable_op_determinism``), so
+    two runs with the same ``seed`` on the same machine give the same weights and
+    metrics, and a resumed run those of an uninterrupted one.
     """
 
     epochs: int = _field(20, low=1)
@@ -235,6 +243,7 @@ class TrainConfig:
     output_dir: str = "runs"
     max_minutes: Optional[float] = _field(None, low=0.0)
     precision: str = _field("float32", choices=PRECISIONS)
+    deterministic: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -284,11 +293,15 @@ class EvalConfig:
 class TrackingConfig:
     """MLflow tracking. ``tracking_uri: null`` means ``MLFLOW_TRACKING_URI`` if set,
     else a SQLite store ``mlflow.db`` in the project folder; ``experiment: null``
-    means the dataset name."""
+    means the dataset name. Training keeps everything it tracks in the run folder
+    first (``tracking.jsonl``); when the store cannot be reached it retries after
+    ``retry_seconds`` (at the next epoch end after that) and at the end, and
+    ``segtie sync RUN_FOLDER`` sends the rest later."""
 
     enabled: bool = True
     tracking_uri: Optional[str] = None
     experiment: Optional[str] = None
+    retry_seconds: float = _field(60.0, low=0.0)
 
 
 @dataclasses.dataclass(frozen=True)

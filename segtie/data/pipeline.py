@@ -49,29 +49,39 @@ def _limited_split(data_config, split: str) -> tf.data.Dataset:
     return dataset
 
 
-def build_dataset(data_config, split: str, *, training: bool, seed: int = 42
-                  ) -> tf.data.Dataset:
+def build_dataset(data_config, split: str, *, training: bool, seed: int = 42,
+                  epochs: int = 1, start_epoch: int = 0) -> tf.data.Dataset:
     """Batches of ``(image, mask)`` at ``data_config.image_size`` for Keras.
 
     Steps: load the split (:func:`segtie.data.sources.load_split`, preparing the TFDS data
     if needed) -> keep the first ``max_train_cases`` (train split) or
     ``max_eval_cases`` (other splits) -> resize (:func:`preprocess_image`,
     :func:`preprocess_mask`) -> cache in memory (if ``data_config.cache``) -> when
-    ``training``: repeat each image ``patches_per_image`` times (with
-    ``patch_size``), shuffle (``shuffle_buffer``, reshuffled every epoch), crop a
-    random patch (with ``patch_size``) and augment (:func:`segtie.data.augment.augment`;
-    one seed per example) -> batch (``batch_size``, the last partial batch kept) ->
-    prefetch.
+    ``training``, for each epoch ``e`` of ``start_epoch .. epochs - 1``: repeat each
+    image ``patches_per_image`` times (with ``patch_size``), shuffle
+    (``shuffle_buffer``), crop a random patch (with ``patch_size``) and augment
+    (:func:`segtie.data.augment.augment`; one seed per example), batch
+    (``batch_size``, each epoch's last partial batch kept), the epochs one after the
+    other -> prefetch. Without ``training``: batch the split once, in its order.
 
-    The output is the same for the same ``seed`` (epoch after epoch, run after run):
-    the source order is fixed, and shuffling, patches and augmentation draw from
-    ``seed``.
+    Epoch ``e``'s order, patches and augmentation are a function of ``(seed, e)``
+    alone, never of how many epochs this process has iterated before: the stream
+    from ``start_epoch=3`` is the tail of the stream from ``start_epoch=0``, batch
+    for batch, which is what lets a resumed training see the data an uninterrupted
+    one would. The output is the same for the same ``seed`` (run after run, and
+    each time the dataset is iterated). The shuffle's draws also depend on
+    TensorFlow's global seed (``tf.random.set_seed``, which training sets to
+    ``train.seed``), as every seeded ``tf.data`` shuffle does.
 
     Args:
         data_config: a :class:`segtie.config.DataConfig`.
         split: ``"train"``, ``"validation"`` or ``"test"``.
         training: shuffle and augment when True.
         seed: seed of the shuffle and of the augmentation draws. Default 42.
+        epochs: int, default 1; with ``training``, the stream ends after epoch
+            ``epochs - 1`` (ignored without ``training``: one pass).
+        start_epoch: int, default 0; with ``training``, the first epoch of the
+            stream (a resumed training's first epoch).
 
     Shapes:
         Each element is ``(image, mask)``: image float32 ``(batch, H, W, 3)`` in
@@ -81,13 +91,19 @@ def build_dataset(data_config, split: str, *, training: bool, seed: int = 42
         ``batch <= data_config.batch_size``.
 
     Returns:
-        A batched, prefetched ``tf.data.Dataset``.
+        A batched, prefetched ``tf.data.Dataset``. Its cardinality is known: with
+        ``training``, ``(epochs - start_epoch)`` times the batches of one epoch.
 
     Raises:
-        ValueError: an unknown split or dataset name.
+        ValueError: an unknown split or dataset name; with ``training``,
+            ``start_epoch`` not in ``0 .. epochs - 1``.
         FileNotFoundError: the dataset archive is missing (see
             :mod:`segtie.data.sources.kvasir_seg`).
     """
+    if training and not (isinstance(start_epoch, int) and isinstance(epochs, int)
+                         and 0 <= start_epoch < epochs):
+        raise ValueError(f"`start_epoch` must be an int in 0 .. epochs - 1 = {epochs - 1}, "
+                         f"received start_epoch={start_epoch!r}, epochs={epochs!r}")
     size = check_size(data_config.image_size)
     mask_dtype = tf.int32 if implied_num_classes(data_config) > 1 else tf.float32
     dataset = _limited_split(data_config, split)
@@ -98,39 +114,55 @@ def build_dataset(data_config, split: str, *, training: bool, seed: int = 42
     if data_config.cache:
         dataset = dataset.cache()
     if training:
-        dataset = _training_examples(dataset, data_config, seed)
-    dataset = dataset.batch(data_config.batch_size, drop_remainder=False)
+        dataset = _training_epochs(dataset, data_config, seed, start_epoch, epochs)
+    else:
+        dataset = dataset.batch(data_config.batch_size, drop_remainder=False)
     logger.info("Dataset %s/%s: image_size=%s, patch_size=%s, training=%s",
                 data_config.name, split, size, data_config.patch_size, training)
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
-def _training_examples(dataset: tf.data.Dataset, data_config, seed: int
-                       ) -> tf.data.Dataset:
-    """Repeat for patches, shuffle, then crop a patch and augment, one seed each."""
+def _training_epochs(dataset: tf.data.Dataset, data_config, seed: int, start_epoch: int,
+                     epochs: int) -> tf.data.Dataset:
+    """Epochs ``start_epoch .. epochs - 1`` of batches, epoch ``e`` drawn from ``(seed, e)``."""
     patch_size = data_config.patch_size
-    if patch_size is not None and data_config.patches_per_image > 1:
-        repeats = data_config.patches_per_image
-        count = int(dataset.cardinality())
-        dataset = dataset.flat_map(
-            lambda image, mask: tf.data.Dataset.from_tensors((image, mask)).repeat(repeats))
-        if count >= 0:  # flat_map forgets the size; the schedule needs it
-            dataset = dataset.apply(tf.data.experimental.assert_cardinality(count * repeats))
-    dataset = dataset.shuffle(data_config.shuffle_buffer, seed=seed,
-                              reshuffle_each_iteration=True)
-    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+    repeats = data_config.patches_per_image if patch_size is not None else 1
+    count = int(dataset.cardinality())
     augment_config = data_config.augment
 
-    def example(pair, pair_seed):
+    def example(index, pair, key):
         image, mask = pair
+        pair_seed = _derived_seeds(key, index)
         if patch_size is not None:
             patch_seed = tf.random.experimental.stateless_fold_in(pair_seed, 1)
             image, mask = random_patch(image, mask, patch_seed, patch_size,
                                        data_config.patch_foreground_prob)
         return augment(image, mask, pair_seed, augment_config)
 
-    return tf.data.Dataset.zip((dataset, seeds)).map(example,
-                                                     num_parallel_calls=tf.data.AUTOTUNE)
+    def one_epoch(epoch):
+        shuffle_seed, example_key = tf.unstack(_derived_seeds(seed, epoch))
+        examples = dataset
+        if repeats > 1:
+            examples = examples.flat_map(
+                lambda image, mask: tf.data.Dataset.from_tensors((image, mask)).repeat(repeats))
+        examples = examples.shuffle(data_config.shuffle_buffer, seed=shuffle_seed)
+        return examples.enumerate().map(
+            lambda index, pair: example(index, pair, example_key),
+            num_parallel_calls=tf.data.AUTOTUNE).batch(data_config.batch_size)
+
+    stream = tf.data.Dataset.range(start_epoch, epochs).flat_map(one_epoch)
+    if count >= 0:  # flat_map forgets the size; the schedule and Keras need it
+        per_epoch = -(-count * repeats // data_config.batch_size)
+        stream = stream.apply(tf.data.experimental.assert_cardinality(
+            (epochs - start_epoch) * per_epoch))
+    return stream
+
+
+def _derived_seeds(key, index) -> tf.Tensor:
+    """Two int64 seeds, a pure function of ``(key, index)`` (stateless, full range)."""
+    return tf.random.stateless_uniform(
+        [2], seed=tf.stack([tf.cast(key, tf.int64), tf.cast(index, tf.int64)]),
+        minval=None, maxval=None, dtype=tf.int64)
 
 
 def build_eval_dataset(data_config, split: str) -> tf.data.Dataset:

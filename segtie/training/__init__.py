@@ -2,7 +2,16 @@
 
 - :mod:`~segtie.training.fit`: :func:`train` (data -> model -> optimizer -> callbacks
   -> ``model.fit`` -> best checkpoint -> tracking) and :class:`TrainResult`;
-- :mod:`~segtie.training.callbacks`: the best checkpoint (atomic) and the time budget;
+- :mod:`~segtie.training.callbacks`: the best checkpoint (atomic), the time budget
+  and the learning rate in the logs;
+- :mod:`~segtie.training.backup`: the resumable backup of the last completed epoch
+  (weights, optimizer, best score; atomic, bounded);
+- :mod:`~segtie.training.guards`: SIGINT/SIGTERM and NaN-loss stops
+  (:class:`TrainingInterrupted`, :class:`NonFiniteLoss`);
+- :mod:`~segtie.training.runs`: run folders, ``run_info.json``, finding a run to resume;
+- :mod:`~segtie.training.journal`, :mod:`~segtie.training.recorder`: the run folder's
+  tracking journal and its MLflow mirror (``segtie sync``);
+- :mod:`~segtie.training.reproducibility`: seeds and op determinism;
 - :mod:`~segtie.training.optimizers`, :mod:`~segtie.training.precision`: the
   optimizer and schedule of ``config.train``, mixed-precision construction;
 - :mod:`~segtie.training.checkpoints`: finding a trained model and its config again
@@ -11,10 +20,13 @@
   FLOPs, memory estimates and the measured peak of a training step).
 """
 
+from segtie.training.backup import ResumableBackup
 from segtie.training.callbacks import MONITOR, BestCheckpoint, TimeBudget
 from segtie.training.fit import CONFIG_MODEL, TrainResult, train
+from segtie.training.guards import NonFiniteLoss, TrainingInterrupted
 from segtie.training.optimizers import make_optimizer
 from segtie.training.precision import dtype_policy
 
-__all__ = ["CONFIG_MODEL", "MONITOR", "BestCheckpoint", "TimeBudget", "TrainResult",
-           "dtype_policy", "make_optimizer", "train"]
+__all__ = ["CONFIG_MODEL", "MONITOR", "BestCheckpoint", "NonFiniteLoss", "ResumableBackup",
+           "TimeBudget", "TrainResult", "TrainingInterrupted", "dtype_policy",
+           "make_optimizer", "train"]

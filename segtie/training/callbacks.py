@@ -1,4 +1,4 @@
-"""Training callbacks: the best checkpoint (atomic) and the time budget."""
+"""Training callbacks: the best checkpoint (atomic), the time budget, the learning rate."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import keras
 logger = logging.getLogger(__name__)
 MONITOR = "val_dice"
 
-__all__ = ["MONITOR", "BestCheckpoint", "TimeBudget"]
+__all__ = ["MONITOR", "BestCheckpoint", "LearningRateInLogs", "TimeBudget"]
 
 
 class BestCheckpoint(keras.callbacks.Callback):
@@ -64,15 +64,50 @@ class BestCheckpoint(keras.callbacks.Callback):
 
 
 class TimeBudget(keras.callbacks.Callback):
-    """Stop training after the epoch during which ``max_minutes`` ran out."""
+    """Stop training after the epoch during which ``max_minutes`` ran out.
 
-    def __init__(self, max_minutes: float):
+    Args:
+        max_minutes: float > 0, the budget in minutes of training time.
+        spent_seconds: float, training seconds already spent (a resumed run's
+            earlier part, from its backup). Default 0.
+
+    After a stop, ``stopped_after`` is the number of completed epochs (else ``None``)
+    and ``reason`` says why, for the console, MLflow and ``run_info.json``.
+    """
+
+    def __init__(self, max_minutes: float, spent_seconds: float = 0.0):
         super().__init__()
         self.max_seconds = max_minutes * 60.0
+        self.spent_seconds = float(spent_seconds)
         self.start = time.monotonic()
+        self.stopped_after = None
+        self.reason = None
+
+    def elapsed(self) -> float:
+        return self.spent_seconds + time.monotonic() - self.start
 
     def on_epoch_end(self, epoch, logs=None):
-        if time.monotonic() - self.start > self.max_seconds:
-            logger.info("Time budget of %.1f min reached after epoch %d; stopping.",
-                        self.max_seconds / 60, epoch + 1)
+        epochs = self.params.get("epochs") if self.params else None
+        if self.elapsed() > self.max_seconds and (epochs is None or epoch + 1 < epochs):
+            self.stopped_after = epoch + 1
+            self.reason = (f"time budget train.max_minutes={self.max_seconds / 60:g} reached "
+                           f"after epoch {epoch + 1} of {epochs}")
+            logger.warning("%s: stopping early; the model is weaker than the recipe's",
+                           self.reason)
             self.model.stop_training = True
+
+
+class LearningRateInLogs(keras.callbacks.Callback):
+    """Add ``learning_rate`` (the rate at the optimizer's current step) to epoch logs.
+
+    First in the callback list, so that ``history.csv`` and the tracking journal get it.
+    """
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        try:
+            logs["learning_rate"] = float(keras.ops.convert_to_numpy(
+                self.model.optimizer.learning_rate))
+        except Exception:  # noqa: BLE001 - a custom optimizer without a readable rate
+            pass

@@ -1,0 +1,230 @@
+"""A run that is stopped or fails says so: SIGTERM/SIGINT, a NaN loss, an exception,
+the time budget, and a tracking store that is unreachable or comes back later."""
+
+import csv
+import json
+import logging
+import os
+import signal
+
+import keras
+import mlflow
+import numpy as np
+import pytest
+
+from segtie import cli
+from segtie import config as cfg
+from segtie.training import NonFiniteLoss, TrainingInterrupted, fit, guards, train
+from segtie.training.backup import read_state
+from segtie.training.callbacks import BestCheckpoint
+from segtie.training.journal import Journal
+from segtie.training.optimizers import make_optimizer
+from segtie.training.runs import read_run_info
+
+from tiny_config import tiny_config, tiny_raw, write_yaml
+
+pytestmark = pytest.mark.slow  # each trains a tiny model (5-25 s)
+
+UNREACHABLE = "http://127.0.0.1:9"  # discard port: connection refused at once
+
+
+def _epochs(run_dir):
+    return [int(row["epoch"]) for row in csv.DictReader(open(run_dir / "history.csv"))]
+
+
+def _steps(client, run_id, key):
+    return [m.step for m in client.get_metric_history(run_id, key)]
+
+
+def _only_run(uri, experiment):
+    client = mlflow.MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+    assert len(runs) == 1, [r.info.run_name for r in runs]
+    return client, runs[0]
+
+
+def _signal_at(monkeypatch, signum, epoch, step):
+    """Send ``signum`` to this process after step ``step`` (0-based) of ``epoch``."""
+    original = guards.StopOnSignal.on_train_batch_end
+
+    def send(self, batch, logs=None):
+        if self.epoch == epoch and batch == step and self.signals.requested is None:
+            os.kill(os.getpid(), signum)  # the handler runs here, as it would for a user
+        original(self, batch, logs)
+
+    monkeypatch.setattr(guards.StopOnSignal, "on_train_batch_end", send)
+
+
+def test_sigterm_stops_after_the_step_marks_killed_and_the_run_resumes(
+        kvasir_data_config, tmp_path, monkeypatch):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    config = tiny_config(kvasir_data_config, tmp_path / "runs", {"epochs": 3},
+                         {"enabled": True, "tracking_uri": uri, "experiment": "sigterm"})
+    _signal_at(monkeypatch, signal.SIGTERM, epoch=1, step=0)
+    with pytest.raises(TrainingInterrupted) as stopped:
+        train(config)
+    err = stopped.value
+    assert err.exit_code == 143 and "SIGTERM during epoch 2, step 1" in str(err)
+    info = read_run_info(err.run_dir)
+    assert info["status"] == "KILLED" and info["epochs_done"] == 1
+    assert read_state(err.run_dir / "backup")["epoch"] == 1  # the completed epoch, not half
+    assert _epochs(err.run_dir) == [0]
+    assert keras.saving.load_model(err.run_dir / "best.keras", safe_mode=True)
+    client, run = _only_run(uri, "sigterm")
+    assert run.info.status == "KILLED" and run.info.run_id == info["mlflow_run_id"]
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # handlers restored
+
+    monkeypatch.undo()
+    result = train(config, resume_from=err.run_dir)
+    assert (result.resumed_from_epoch, result.epochs_run) == (1, 3)
+    client, run = _only_run(uri, "sigterm")  # the same run, not a second one
+    assert run.info.status == "FINISHED" and run.info.run_id == result.mlflow_run_id
+    for key in ("val_dice", "loss", "learning_rate"):
+        assert _steps(client, run.info.run_id, key) == [0, 1, 2]
+    assert _epochs(result.run_dir) == [0, 1, 2]
+    assert read_run_info(result.run_dir)["resumes"][0]["from_epoch"] == 1
+    assert not (result.run_dir / "backup").exists()
+    assert (result.run_dir / "last.weights.h5").is_file()
+
+
+def test_ctrl_c_at_an_epoch_end_keeps_that_epoch_and_prints_how_to_resume(
+        kvasir_data_config, tmp_path, monkeypatch, capsys):
+    config_file = write_yaml(tiny_raw(kvasir_data_config, tmp_path / "runs", {"epochs": 3}),
+                             tmp_path / "tiny.yaml")
+    original = BestCheckpoint.on_epoch_end
+
+    def interrupt(self, epoch, logs=None):
+        original(self, epoch, logs)
+        if epoch == 0:
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C while epoch 1 is being saved
+
+    monkeypatch.setattr(fit.BestCheckpoint, "on_epoch_end", interrupt)
+    assert cli.main(["train", "--config", config_file]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted by SIGINT during the end of epoch 1" in err
+    assert f"resume with: segtie train --config {config_file} --resume" in err
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert read_state(run_dir / "backup")["epoch"] == 1  # epoch 1 was completed: kept
+    assert read_run_info(run_dir)["status"] == "KILLED"
+    assert Journal(run_dir / "tracking.jsonl").records()[-1]["status"] == "KILLED"
+
+
+def test_a_nan_loss_stops_at_once_fails_the_run_and_keeps_the_good_checkpoint(
+        kvasir_data_config, tmp_path, monkeypatch, capsys):
+    config = tiny_config(kvasir_data_config, tmp_path / "runs", {"epochs": 3})
+    config_file = write_yaml(cfg.to_dict(config), tmp_path / "tiny.yaml")
+    original, saved = BestCheckpoint.on_epoch_end, {}
+
+    def diverge(self, epoch, logs=None):  # after epoch 1, the weights blow up
+        original(self, epoch, logs)
+        if epoch == 0:
+            saved["best"] = self.path.read_bytes()
+            kernel = self.model.get_layer("logits").kernel
+            kernel.assign(np.full(kernel.shape, np.nan, "float32"))
+
+    monkeypatch.setattr(fit.BestCheckpoint, "on_epoch_end", diverge)
+    assert cli.main(["train", "--config", config_file]) == 1
+    err = capsys.readouterr().err
+    rate = float(make_optimizer(config.train, steps_per_epoch=2)._learning_rate(2))
+    assert f"error: training loss is nan at epoch 2, step 1 (learning rate {rate:.6g})" in err
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert (run_dir / "best.keras").read_bytes() == saved["best"]  # never saved as best
+    assert read_state(run_dir / "backup")["epoch"] == 1
+    info = read_run_info(run_dir)
+    assert info["status"] == "FAILED" and "loss is nan at epoch 2, step 1" in info["stop_reason"]
+    assert _epochs(run_dir) == [0]
+
+
+def test_an_exception_after_the_last_epoch_marks_the_run_failed(kvasir_data_config, tmp_path,
+                                                                monkeypatch):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    config = tiny_config(kvasir_data_config, tmp_path / "runs", {"epochs": 1},
+                         {"enabled": True, "tracking_uri": uri, "experiment": "crash"})
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full while writing the overlays")
+
+    monkeypatch.setattr(fit, "_save_val_overlays", crash)
+    with pytest.raises(OSError, match="disk full"):
+        train(config)
+    _, run = _only_run(uri, "crash")
+    assert run.info.status == "FAILED"  # never FINISHED, never left RUNNING
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    info = read_run_info(run_dir)
+    assert info["status"] == "FAILED"
+    assert info["stop_reason"] == "OSError: disk full while writing the overlays"
+
+
+def test_a_run_cut_short_by_the_time_budget_says_so_everywhere(kvasir_data_config, tmp_path,
+                                                               caplog, capsys):
+    raw = tiny_raw(kvasir_data_config, tmp_path / "runs", {"epochs": 3, "max_minutes": 1e-5})
+    caplog.set_level(logging.WARNING)
+    assert cli.main(["train", "--config", write_yaml(raw, tmp_path / "t.yaml")]) == 0
+    reason = "time budget train.max_minutes=1e-05 reached after epoch 1 of 3"
+    assert f"WARNING: {reason}: fewer epochs than the config asks for" in capsys.readouterr().err
+    assert reason in caplog.text
+    (run_dir,) = [p for p in (tmp_path / "runs").iterdir() if not p.is_symlink()]
+    info = read_run_info(run_dir)
+    assert (info["status"], info["stop_reason"], info["epochs_done"]) == ("FINISHED", reason, 1)
+    tags = {k: v for r in Journal(run_dir / "tracking.jsonl").records()
+            for k, v in (r.get("tags") or {}).items()}
+    assert tags["segtie.stop_reason"] == reason  # the MLflow tag
+
+
+def test_the_recipes_have_no_time_cap():
+    for name in cfg.recipe_names():
+        assert cfg.load_config(name).train.max_minutes is None, name
+
+
+def test_training_with_an_unreachable_store_keeps_everything_for_segtie_sync(
+        kvasir_data_config, tmp_path, caplog, capsys):
+    config = tiny_config(kvasir_data_config, tmp_path / "runs", {"epochs": 2},
+                         {"enabled": True, "tracking_uri": UNREACHABLE, "retry_seconds": 0})
+    caplog.set_level(logging.WARNING)
+    result = train(config)
+    assert result.mlflow_run_id is None and not result.tracking_synced
+    assert caplog.text.count("MLflow store http://127.0.0.1:9 unavailable") == 1  # one warning
+    assert keras.saving.load_model(result.checkpoint, safe_mode=True)
+    records = Journal(result.run_dir / "tracking.jsonl").records()
+    assert [r["step"] for r in records if "val_dice" in r.get("metrics", {})] == [0, 1]
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert cli.main(["sync", str(result.run_dir), "--tracking-uri", uri]) == 0
+    assert cli.main(["sync", str(result.run_dir)]) == 0  # again: nothing twice
+    client, run = _only_run(uri, "kvasir_seg")
+    assert run.info.status == "FINISHED"
+    for key in ("val_dice", "loss", "learning_rate"):
+        assert _steps(client, run.info.run_id, key) == [0, 1]
+    assert _steps(client, run.info.run_id, "best_val_dice") == [0]
+    assert run.data.params["data.image_size"] == "[32, 32]"
+    assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {
+        "config.yaml", "history.csv", "val_overlays.png"}
+    mlflow.set_tracking_uri(uri)
+    model = mlflow.keras.load_model(run.data.tags["segtie.model_uri"])
+    assert model.count_params() == result.num_params
+    assert read_run_info(result.run_dir)["mlflow_run_id"] == run.info.run_id
+
+
+def test_a_store_that_comes_back_during_training_gets_everything(kvasir_data_config, tmp_path,
+                                                                 monkeypatch):
+    blocker = tmp_path / "store"
+    blocker.write_text("a file where the store's folder should be")  # unreachable
+    uri = f"sqlite:///{blocker / 'mlflow.db'}"
+    config = tiny_config(kvasir_data_config, tmp_path / "runs", {"epochs": 2},
+                         {"enabled": True, "tracking_uri": uri, "retry_seconds": 0})
+    original = BestCheckpoint.on_epoch_end
+
+    def store_returns(self, epoch, logs=None):
+        original(self, epoch, logs)
+        if epoch == 0 and blocker.is_file():
+            blocker.unlink()  # the store is back for epoch 2's push
+
+    monkeypatch.setattr(fit.BestCheckpoint, "on_epoch_end", store_returns)
+    result = train(config)
+    assert result.tracking_synced and result.mlflow_run_id
+    client, run = _only_run(uri, "kvasir_seg")
+    assert run.info.status == "FINISHED"
+    assert _steps(client, run.info.run_id, "val_dice") == [0, 1]
+    assert _steps(client, run.info.run_id, "num_params") == [0]
+    assert json.loads((result.run_dir / "run_info.json").read_text())["mlflow_run_id"] == \
+        run.info.run_id
