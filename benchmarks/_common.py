@@ -29,10 +29,19 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from _recipes import RECIPE  # noqa: E402
 from segtie.nn import profile  # noqa: E402
 from segtie.training.resources import tracking_allocator_peak  # noqa: E402
 
 CONVS = (keras.layers.Conv2D, keras.layers.Conv2DTranspose)
+
+def recipe_model(overrides, batch: int) -> keras.Model:
+    """The model of the ``kvasir_seg`` recipe with ``overrides``, as training builds it."""
+    from segtie import config as cfg
+    from segtie.nn import build_model
+
+    config = cfg.load_config(RECIPE, list(overrides))
+    return build_model(config.model, config.data.image_size, batch)
 
 
 def matmul_peak_gflops(size: int = 2048, reps: int = 10, trials: int = 3,
@@ -102,11 +111,13 @@ def _timed(step, batch: int, steps: int) -> float:
     return steps * batch / (time.perf_counter() - start)
 
 
-def measure_training(model: keras.Model, images, masks, warmup: int, steps: int) -> dict:
+def measure_training(model: keras.Model, images, masks, warmup: int, steps: int,
+                     jit_compile="auto") -> dict:
     """Train and predict ``model`` on fixed arrays; images/s and peak training memory.
 
     The model is compiled with Adam (learning rate 1e-3) and binary cross-entropy on
-    logits (``jit_compile="auto"``: XLA on GPU, not on CPU). The peak memory covers
+    logits, with ``jit_compile`` (``"auto"``: XLA on GPU, not on CPU; ``"true"`` /
+    ``"false"``: XLA everywhere / nowhere). The peak memory covers
     the timed training steps (after the warm-up, so tracing is not included).
 
     Returns:
@@ -114,7 +125,9 @@ def measure_training(model: keras.Model, images, masks, warmup: int, steps: int)
         ``memory_how``, ``jit_compile``.
     """
     model.compile(optimizer=keras.optimizers.Adam(1e-3),
-                  loss=keras.losses.BinaryCrossentropy(from_logits=True))
+                  loss=keras.losses.BinaryCrossentropy(from_logits=True),
+                  jit_compile={"true": True, "false": False}.get(str(jit_compile),
+                                                                 jit_compile))
     batch, result = len(images), {}
     train = lambda: model.train_on_batch(images, masks)  # noqa: E731
     for _ in range(warmup):

@@ -51,11 +51,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-MODELS = {
-    "default": [],
-    "tied": ["model.tie_levels=true", "model.tie_decoder=true", "model.level_projection=true",
-             "model.width_multiplier=1", "model.base_filters=16"],
-}
+from _recipes import SMALLEST_TIED  # noqa: E402
+
+MODELS = {"default": [], "tied": SMALLEST_TIED}
 VARIANTS = ("float32", "float16", "int8")
 
 

@@ -1,14 +1,19 @@
 """Tied vs. untied U-Nets side by side: segtie's models and keras-unet-collection's.
 
-    pip install -r requirements-bench.txt      # keras-unet-collection, benchmark only
+    pip install -e '.[bench]'                  # keras-unet-collection, benchmark only
     nice -n 19 python benchmarks/bench_tying.py [--image-size 128] [--batch 8] \
         [--base-filters 16] [--depth 4] [--num-iterations 2] [--steps 10] [--warmup 2] \
-        [--rounds 3] [--precision float32] [--json results.json]
+        [--rounds 3] [--precision float32] [--jit-compile auto|true|false] \
+        [--no-recipes] [--json results.json]
 
 Builds, in one process, on the same random batch (seed 0; images ``(batch, S, S, 3)``
 uniform in [0, 1), masks ``(batch, S, S, 1)`` in {0, 1}) and at the same level
 widths ``[F, 2F, 4F, ...]`` (``--base-filters F``, ``--depth``), batch norm and ReLU:
 
+- the recipes' own models (``benchmarks/_recipes.py``): the default Kvasir-SEG
+  recipe (widths 16-128, ``num_iterations: 2``, instance norm, as ``segtie train``
+  builds it) and the smallest tied recipe; these keep the recipe's widths and norm
+  whatever ``--base-filters`` says (``--no-recipes`` leaves them out);
 - segtie tied: :func:`segtie.nn.build_unet` with ``num_iterations=N``;
 - segtie untied: the same graph with ``tied=False`` (one kernel per use);
 - segtie plain: ``num_iterations=1`` (the U-Net double convolution);
@@ -41,6 +46,10 @@ convention that the backward pass costs twice the forward) as a percentage of th
 ``--precision`` (float32, or the 16-bit type of a mixed policy), measured in the
 same run before and after the models (the better of the two). ``--precision``
 builds every model, the peers too, under that Keras dtype policy.
+
+The table starts with the machine (``_machine.machine_header``: CPU model, cores,
+instruction sets, oneDNN, threads, load average): a speed measured on one CPU kind
+is a figure for that kind, not for all.
 """
 
 from __future__ import annotations
@@ -63,12 +72,14 @@ import tensorflow as tf  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (conv_profile, markdown_table, matmul_peak_gflops,  # noqa: E402
-                     measure_training)
+                     measure_training, recipe_model)
+from _machine import machine_header  # noqa: E402
+from _recipes import RECIPE_MODELS  # noqa: E402
 from segtie.nn import build_unet  # noqa: E402
 from segtie.nn.unet import level_widths  # noqa: E402
 from segtie.training.resources import model_file_bytes  # noqa: E402
 
-PEER_HINT = "pip install -r requirements-bench.txt"
+PEER_HINT = "pip install -e '.[bench]'"
 
 
 def segtie_builders(args) -> dict:
@@ -76,8 +87,11 @@ def segtie_builders(args) -> dict:
     n = args.num_iterations
     common = dict(in_channels=3, num_classes=1, base_filters=args.base_filters,
                   depth=args.depth, norm="batch")
+    recipes = {name: (lambda o=overrides: recipe_model(o, args.batch))
+               for name, overrides in RECIPE_MODELS.items()} if args.recipes else {}
     return {
-        f"segtie tied (N={n})": lambda: build_unet(num_iterations=n, **common),
+        **recipes,
+        f"segtie tied (N={n}, batch norm)": lambda: build_unet(num_iterations=n, **common),
         f"segtie untied (N={n}, tied=False)":
             lambda: build_unet(num_iterations=n, tied=False, **common),
         "segtie plain (N=1)": lambda: build_unet(num_iterations=1, **common),
@@ -119,7 +133,8 @@ def benchmark(name: str, build, images, masks, args) -> dict:
         row = {"name": name, "model": model.name}
         row.update(conv_profile(model, [args.image_size] * 2))
         row["model_file_bytes"] = model_file_bytes(model)
-        row.update(measure_training(model, images, masks, args.warmup, args.steps))
+        row.update(measure_training(model, images, masks, args.warmup, args.steps,
+                                    jit_compile=args.jit_compile))
     except Exception as error:  # noqa: BLE001 - a peer that fails is a row, not a crash
         message = f"{type(error).__name__}: {error}".splitlines()[0]
         if isinstance(error, ImportError):
@@ -201,6 +216,11 @@ def parse_args(argv=None):
                         help="Keras dtype policy of every model, peers included; the "
                              "matmul peak is then measured in the 16-bit type")
     parser.add_argument("--no-peers", action="store_true", help="segtie models only")
+    parser.add_argument("--no-recipes", dest="recipes", action="store_false",
+                        help="leave out the rows of the recipes' own models")
+    parser.add_argument("--jit-compile", default="auto", choices=("auto", "true", "false"),
+                        help="XLA for every model's train and predict steps (Keras "
+                             "compile(jit_compile=...); auto: XLA on GPU only)")
     parser.add_argument("--json", metavar="OUT", default=None, help="also save results")
     args = parser.parse_args(argv)
     if args.image_size % 2 ** (args.depth - 1):
@@ -235,7 +255,8 @@ def main(argv=None) -> int:
     measured = [r for r in rows if "error" not in r]
     how = measured[0]["memory_how"] if measured else "-"
     jit = measured[0]["jit_compile"] if measured else "-"
-    print(f"\nTied vs. untied U-Nets: {device_description()}; TF {tf.__version__}, Keras "
+    print(f"\n{machine_header()}")
+    print(f"Tied vs. untied U-Nets: {device_description()}; TF {tf.__version__}, Keras "
           f"{keras.__version__}, XLA {jit}, dtype policy {args.precision}; image {args.image_size}x{args.image_size}, "
           f"batch {args.batch}, widths {level_widths(args.base_filters, 2, args.depth)}, "
           f"N={args.num_iterations}; {args.warmup} warm-up + {args.steps} timed steps, "
@@ -245,6 +266,7 @@ def main(argv=None) -> int:
     print(markdown_table(HEADER, format_rows(rows, peak)))
     if args.json:
         result = {"settings": vars(args), "device": device_description(),
+                  "machine": machine_header(),
                   "tensorflow": tf.__version__, "keras": keras.__version__,
                   "matmul_peak_gflops": peak, "rows": rows}
         Path(args.json).write_text(json.dumps(result, indent=2))
