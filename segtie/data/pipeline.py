@@ -69,9 +69,8 @@ def build_dataset(data_config, split: str, *, training: bool, seed: int = 42,
     from ``start_epoch=3`` is the tail of the stream from ``start_epoch=0``, batch
     for batch, which is what lets a resumed training see the data an uninterrupted
     one would. The output is the same for the same ``seed`` (run after run, and
-    each time the dataset is iterated). The shuffle's draws also depend on
-    TensorFlow's global seed (``tf.random.set_seed``, which training sets to
-    ``train.seed``), as every seeded ``tf.data`` shuffle does.
+    each time the dataset is iterated), whatever TensorFlow's global seed
+    (``tf.random.set_seed``) is.
 
     Args:
         data_config: a :class:`segtie.config.DataConfig`.
@@ -141,6 +140,12 @@ def _training_epochs(dataset: tf.data.Dataset, data_config, seed: int, start_epo
 
     def one_epoch(epoch):
         shuffle_seed, example_key = tf.unstack(_derived_seeds(seed, epoch))
+        # This function's graph forgets TensorFlow's global seed: the shuffle's seed
+        # pair is then (a constant, shuffle_seed), a function of (seed, epoch) alone.
+        # With the global seed kept, a global seed of 0 (`train.seed: 0`) made
+        # tf.random.get_seed compare the seed tensor with 0 in Python and fail
+        # ("Using a symbolic tf.Tensor as a Python bool").
+        tf.compat.v1.get_default_graph().seed = None
         examples = dataset
         if repeats > 1:
             examples = examples.flat_map(
