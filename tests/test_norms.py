@@ -1,11 +1,15 @@
-"""FusedBatchNormalization computes what keras.layers.BatchNormalization computes."""
+"""The fused norms compute what Keras' own layers compute.
+
+FusedBatchNormalization against keras.layers.BatchNormalization; InstanceNormalization
+against keras.layers.GroupNormalization(groups=-1) and the formula in NumPy.
+"""
 
 import numpy as np
 import pytest
 import keras
 import tensorflow as tf
 
-from segtie.nn.norms import FusedBatchNormalization, make_norm
+from segtie.nn.norms import FusedBatchNormalization, InstanceNormalization, make_norm
 
 
 def _pair(channels=5, seed=0):
@@ -84,7 +88,78 @@ def test_other_ranks_fall_back_to_keras():
 
 def test_make_norm_kinds_and_bad_kind():
     assert isinstance(make_norm("batch", "b"), FusedBatchNormalization)
-    assert isinstance(make_norm("instance", "i"), keras.layers.GroupNormalization)
+    assert isinstance(make_norm("instance", "i"), InstanceNormalization)
     assert isinstance(make_norm("none", "n"), keras.layers.Identity)
     with pytest.raises(ValueError, match="`norm` must be one of .*'group'"):
         make_norm("group", "g")
+
+
+def _instance_pair(channels=5, seed=0):
+    """Keras' instance norm and segtie's with the same (non-trivial) gamma and beta."""
+    rng = np.random.default_rng(seed)
+    reference, fused = keras.layers.GroupNormalization(groups=-1), InstanceNormalization()
+    weights = [rng.normal(1.0, 0.5, channels).astype("float32"),
+               rng.normal(0.0, 0.5, channels).astype("float32")]
+    for layer in (reference, fused):
+        layer.build((None, None, None, channels))
+        layer.set_weights(weights)
+    return reference, fused, weights
+
+
+def test_instance_norm_is_the_formula_and_keras_group_norm():
+    reference, fused, (gamma, beta) = _instance_pair()
+    x = np.random.default_rng(1).normal(2.0, 3.0, size=(3, 9, 7, 5)).astype("float32")
+    mean = x.mean(axis=(1, 2), keepdims=True)
+    variance = x.var(axis=(1, 2), keepdims=True)  # biased, per sample and channel
+    by_hand = (x - mean) / np.sqrt(variance + 1e-3) * gamma + beta
+    np.testing.assert_allclose(fused(x), by_hand, rtol=1e-5, atol=2e-5)
+    np.testing.assert_allclose(fused(x), reference(x), rtol=1e-5, atol=2e-5)
+    # each sample is normalised on its own: changing sample 0 leaves sample 1 alone
+    x2 = x.copy()
+    x2[0] *= 10.0
+    np.testing.assert_allclose(fused(x2)[1], fused(x)[1], rtol=1e-6, atol=1e-6)
+
+
+def test_instance_norm_gradients_match_keras():
+    reference, fused, _ = _instance_pair(channels=4, seed=3)
+    x = tf.constant(np.random.default_rng(4).normal(size=(2, 6, 10, 4)), tf.float32)
+
+    def gradients(layer):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = tf.reduce_sum(tf.sin(layer(x)) * tf.range(4, dtype=tf.float32))
+        return tape.gradient(loss, [x, layer.gamma, layer.beta])
+
+    for ours, keras_grad in zip(gradients(fused), gradients(reference)):
+        np.testing.assert_allclose(ours, keras_grad, rtol=1e-4, atol=1e-4)
+
+
+def test_instance_norm_takes_unknown_sizes_and_16_bit_compute():
+    reference, fused, _ = _instance_pair(channels=3)
+    traced = tf.function(fused, input_signature=[tf.TensorSpec([None, None, None, 3])])
+    for shape in [(1, 5, 8, 3), (4, 16, 2, 3)]:
+        x = np.random.default_rng(shape[0]).normal(size=shape).astype("float32")
+        np.testing.assert_allclose(traced(x), reference(x), rtol=1e-5, atol=2e-5)
+        assert traced(x).shape == shape
+    half = InstanceNormalization(dtype="mixed_bfloat16")
+    half.build((None, None, None, 3))
+    half.set_weights(fused.get_weights())
+    x = np.random.default_rng(9).normal(size=(2, 8, 8, 3)).astype("float32")
+    out = half(x)
+    assert out.dtype == tf.bfloat16
+    np.testing.assert_allclose(tf.cast(out, tf.float32), reference(x), atol=0.05)
+
+
+def test_instance_norm_round_trips_and_takes_keras_group_norm_weights(tmp_path):
+    """A .keras file keeps the class; Keras' group-norm weights carry over as they are."""
+    reference, _, _ = _instance_pair(channels=3)
+    inputs = keras.Input((None, None, 3))
+    new = keras.Model(inputs, InstanceNormalization()(inputs))
+    new.set_weights(reference.get_weights())  # gamma, beta: the same variables
+    x = np.random.default_rng(5).normal(size=(2, 8, 8, 3)).astype("float32")
+    np.testing.assert_allclose(new(x), reference(x), rtol=1e-5, atol=2e-5)
+    new.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
+    assert type(loaded.layers[-1]) is InstanceNormalization
+    assert loaded.layers[-1].groups == 3  # one channel per group, as Keras resolves -1
+    np.testing.assert_array_equal(loaded(x), new(x))

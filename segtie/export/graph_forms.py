@@ -18,9 +18,11 @@ its filter, plus ``offset``: the converter does not fold a depthwise convolution
 a convolution, so the tied filter stays one buffer; each use pays one depthwise 1x1
 op (``F`` weights). Other batch norms are folded as usual (free).
 
-**Instance norm** (``GroupNormalization(groups=-1)``, ``norm: instance``). Keras
-reshapes to 5-D groups ``(n, H, W, C, 1)``, whose ``MEAN``/``RESHAPE`` ops LiteRT's
-XNNPACK delegate does not take; the export form is the same moments on the 4-D
+**Instance norm** (:class:`~segtie.nn.norms.InstanceNormalization` or Keras'
+``GroupNormalization(groups=-1)`` of older checkpoints, ``norm: instance``). Training
+runs it as a fused batch norm over a transposed tensor (two transposes a use), and
+Keras' own form reshapes to 5-D groups ``(n, H, W, C, 1)``, whose ``MEAN``/``RESHAPE``
+ops LiteRT's XNNPACK delegate does not take; the export form is the same moments on the 4-D
 tensor (``MEAN`` over height and width, ``SQUARED_DIFFERENCE``), no reshape. Measured
 on the Kvasir-SEG recipe's model (128x128, 1 thread, fastest of 20 calls on a shared
 machine): 142 -> 68 ms per image in float32; 42 ``RESHAPE`` ops fewer.
@@ -33,7 +35,7 @@ import contextlib
 import keras
 import tensorflow as tf
 
-from segtie.nn.norms import FusedBatchNormalization
+from segtie.nn.norms import FusedBatchNormalization, InstanceNormalization
 from segtie.nn.recurrent_conv_block import RecurrentConvBlock
 
 __all__ = ["export_forms", "tied_batch_norms"]
@@ -94,6 +96,7 @@ def export_forms(model: keras.Model):
     norms = tied_batch_norms(model)
     batch_call = FusedBatchNormalization.call
     group_call = keras.layers.GroupNormalization.call
+    instance_call = InstanceNormalization.call  # training's fused form: not a LiteRT op
 
     def batch_norm(self, inputs, training=None, mask=None):
         if (getattr(self, _MARK, False) and not training and len(inputs.shape) == 4
@@ -110,10 +113,12 @@ def export_forms(model: keras.Model):
         object.__setattr__(layer, _MARK, True)
     FusedBatchNormalization.call = batch_norm
     keras.layers.GroupNormalization.call = group_norm
+    InstanceNormalization.call = group_norm
     try:
         yield len(norms)
     finally:
         FusedBatchNormalization.call = batch_call
         keras.layers.GroupNormalization.call = group_call
+        InstanceNormalization.call = instance_call
         for layer in norms:
             object.__delattr__(layer, _MARK)

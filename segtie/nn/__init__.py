@@ -7,7 +7,8 @@
 - :mod:`~segtie.nn.recurrent_conv_block`: :class:`RecurrentConvBlock`, the tied block;
 - :mod:`~segtie.nn.recurrence`: :class:`ConvGRUCell` and :class:`ZeroState`, the
   bottleneck state of ``num_recurrences > 1``;
-- :mod:`~segtie.nn.norms`: :class:`FusedBatchNormalization` and :func:`make_norm`;
+- :mod:`~segtie.nn.norms`: :class:`FusedBatchNormalization`,
+  :class:`InstanceNormalization` and :func:`make_norm`;
 - :mod:`~segtie.nn.unet`: the graph of every tying scheme, and the one home of the
   tying rules (:func:`~segtie.nn.unet.check_unet_arguments`); a new tying scheme
   goes there;
@@ -24,13 +25,14 @@ plain values.
 from segtie.nn.builder import build_model, check_model, unet_arguments
 from segtie.nn.deep_supervision import (DeepSupervisionModel, build_training_model,
                                         recurrence_weights)
-from segtie.nn.norms import NORMS, FusedBatchNormalization, make_norm
+from segtie.nn.norms import NORMS, FusedBatchNormalization, InstanceNormalization, make_norm
 from segtie.nn.recurrence import ConvGRUCell, ZeroState
 from segtie.nn.recurrent_conv_block import RecurrentConvBlock
 from segtie.nn.size import parameter_count
 from segtie.nn.unet import base_width, build_unet
 
 __all__ = ["NORMS", "ConvGRUCell", "DeepSupervisionModel", "FusedBatchNormalization",
+           "InstanceNormalization",
            "RecurrentConvBlock", "ZeroState", "base_width", "build_model", "build_training_model",
            "build_unet", "check_model", "make_norm", "parameter_count", "recurrence_weights",
            "unet_arguments"]
