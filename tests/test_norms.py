@@ -163,3 +163,28 @@ def test_instance_norm_round_trips_and_takes_keras_group_norm_weights(tmp_path):
     assert type(loaded.layers[-1]) is InstanceNormalization
     assert loaded.layers[-1].groups == 3  # one channel per group, as Keras resolves -1
     np.testing.assert_array_equal(loaded(x), new(x))
+
+
+def test_checkpoints_written_with_keras_group_norm_load_and_agree(tmp_path, monkeypatch):
+    """Every instance-norm .keras file from before InstanceNormalization loads as it was."""
+    from segtie.nn import build_unet, recurrent_conv_block
+
+    def keras_norm(kind, name, dtype=None):  # what make_norm("instance") used to build
+        return keras.layers.GroupNormalization(groups=-1, name=name, dtype=dtype)
+
+    arguments = dict(in_channels=3, num_classes=1, base_filters=4, depth=2,
+                     num_iterations=2, norm="instance")
+    keras.utils.set_random_seed(0)
+    with monkeypatch.context() as patch:
+        patch.setattr(recurrent_conv_block, "make_norm", keras_norm)
+        old = build_unet(**arguments)
+    old.save(tmp_path / "old.keras")
+    old.save_weights(tmp_path / "old.weights.h5")
+    x = np.random.default_rng(6).random((2, 16, 16, 3), dtype=np.float32)
+    loaded = keras.saving.load_model(tmp_path / "old.keras", safe_mode=True)
+    assert any(type(layer) is InstanceNormalization
+               for layer in loaded._flatten_layers(include_self=False, recursive=True))
+    np.testing.assert_allclose(loaded(x), old(x), rtol=1e-4, atol=1e-5)
+    fresh = build_unet(**arguments)
+    fresh.load_weights(tmp_path / "old.weights.h5")
+    np.testing.assert_allclose(fresh(x), old(x), rtol=1e-4, atol=1e-5)

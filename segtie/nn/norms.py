@@ -77,7 +77,6 @@ class FusedBatchNormalization(layers.BatchNormalization):
         return tf.cast(y, self.compute_dtype)
 
 
-@keras.saving.register_keras_serializable(package="segtie")
 class InstanceNormalization(layers.GroupNormalization):
     """Instance norm: ``GroupNormalization(groups=-1)`` on TensorFlow's fused kernel.
 
@@ -124,6 +123,16 @@ class InstanceNormalization(layers.GroupNormalization):
         if self.center:
             y = y + tf.cast(self.beta, y.dtype)
         return tf.cast(y, self.compute_dtype)
+
+
+# Keras names the weights of a layer held in a list by its class name
+# (saving_lib._save_container_state: to_snake_case(type(layer).__name__)), and the blocks
+# keep their norms in lists. Answering to Keras' class name keeps the weight paths of
+# keras.layers.GroupNormalization, so the checkpoints written with either class (every
+# instance-norm checkpoint before this one existed) load into the other.
+InstanceNormalization.__name__ = "GroupNormalization"
+InstanceNormalization = keras.saving.register_keras_serializable(
+    package="segtie", name="InstanceNormalization")(InstanceNormalization)
 
 
 def make_norm(kind: str, name: str, dtype=None) -> layers.Layer:
