@@ -102,6 +102,7 @@ def test_training_a_supplied_model_uses_it_and_names_it(kvasir_data_config, tmp_
     for record in Journal(result.run_dir / JOURNAL_FILE).records():
         tags.update(record.get("tags", {}))
     assert info["model_source"] == tags["segtie.model_source"] == "supplied_net"
+    assert result.tracking_synced is None and info["tracking_synced"] is None  # not tracked
 
 
 def test_precision_must_be_a_keras_policy():

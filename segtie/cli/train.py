@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         if result.stop_reason.startswith("time budget"):
             print(f"WARNING: {result.stop_reason}: fewer epochs than the config asks for, "
                   f"a weaker model than the recipe's", file=sys.stderr)
-        if not result.tracking_synced and config.tracking.enabled:
+        if result.tracking_synced is False:
             print(f"WARNING: the MLflow store could not be reached; everything is in "
                   f"{result.run_dir}; send it with: segtie sync {result.run_dir}",
                   file=sys.stderr)

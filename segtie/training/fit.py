@@ -76,8 +76,9 @@ class TrainResult:
 
     ``epochs_run`` counts every completed epoch (a resumed run's earlier ones too);
     ``seconds`` is the training time of all its parts; ``stop_reason`` says why it
-    ended (``"completed N epochs"`` or the time budget); ``tracking_synced`` is False
-    when MLflow could not be reached at the end (``segtie sync`` sends the rest).
+    ended (``"completed N epochs"`` or the time budget); ``tracking_synced`` is None
+    with tracking off, False when MLflow could not be reached at the end (``segtie
+    sync`` sends the rest).
     """
 
     run_dir: Path
@@ -89,7 +90,7 @@ class TrainResult:
     mlflow_run_id: Optional[str]
     stop_reason: str = ""
     resumed_from_epoch: Optional[int] = None
-    tracking_synced: bool = True
+    tracking_synced: Optional[bool] = True
 
 
 def _num_batches(dataset) -> int:
@@ -193,7 +194,7 @@ def _stop(recorder: RunRecorder, status: str, reason: str) -> None:
 
 
 def _finish(recorder: RunRecorder, model, best: BestCheckpoint, val_ds, config, source: str,
-            seconds: float, stop_reason: str) -> bool:
+            seconds: float, stop_reason: str) -> Optional[bool]:
     """Everything after the last epoch: overlays, metrics, artifacts, models, FINISHED."""
     run_dir = recorder.run_dir
     best_model = keras.saving.load_model(best.path, safe_mode=True)
@@ -215,7 +216,8 @@ def _finish(recorder: RunRecorder, model, best: BestCheckpoint, val_ds, config, 
     recorder.log_model("pyfunc", "segtie.serving_uri", example=name)
     recorder.set_tags({"segtie.stop_reason": stop_reason})
     recorder.set_status("FINISHED")
-    synced = recorder.sync(force=True)
+    # None: tracking is off (nothing to send); False: the store could not be reached
+    synced = recorder.sync(force=True) if recorder.mirror is not None else None
     update_run_info(run_dir, status="FINISHED", stop_reason=stop_reason,
                     epochs_done=best.last_epoch + 1, mlflow_run_id=recorder.run_id,
                     train_seconds=seconds, tracking_synced=synced)
