@@ -1,6 +1,6 @@
 """Tied vs. untied vs. peer U-Nets trained on real Kvasir-SEG at equal epochs.
 
-    pip install -r requirements-bench.txt      # keras-unet-collection, for the peer_* models
+    pip install -e '.[bench]'                  # keras-unet-collection, for the peer_* models
     SEGTIE_MANUAL_DIR=../shared/data nice -n 19 python benchmarks/bench_kvasir.py \
         --models tied untied peer_r2_unet --results runs/bench_kvasir.jsonl \
         [--config configs/kvasir_seg.yaml] [--set train.epochs=24 ...] \
@@ -207,6 +207,8 @@ def score_test_split(config: cfg.Config, checkpoint: str) -> dict:
             "test_dice_median": _finite(s["dice"]["median"]),
             "test_iou_mean": _finite(s["iou"]["mean"]),
             "test_hd95_mean": _finite(s["hd95"]["mean"]), "hd95_units": s["hd95_units"],
+            "test_dice_ci": [_finite(s["dice"].get("ci_low")), _finite(s["dice"].get("ci_high"))],
+            "test_auc_mean": _finite(s["auc"]["mean"]) if "auc" in s else None,
             "mlflow_eval_run_id": result.mlflow_run_id, "eval_dir": str(result.out_dir)}
 
 
@@ -316,7 +318,7 @@ def main(argv=None) -> int:
     if any(k in PEERS for k in args.models) and not importlib.util.find_spec(
             "keras_unet_collection"):
         print("error: the peer models need keras-unet-collection: "
-              f"pip install -r {ROOT / 'requirements-bench.txt'}", file=sys.stderr)
+              f"pip install -e '{ROOT}[bench]'", file=sys.stderr)
         return 2
     try:  # every config up front: a bad --set fails before hours of training
         configs = {key: load_key_config(key, args) for key in args.models}

@@ -1,0 +1,252 @@
+"""Test Dice against parameters: the frontier of tied and untied U-Nets on real data.
+
+    SEGTIE_MANUAL_DIR=../shared/data nice -n 19 python benchmarks/bench_frontier.py \
+        [--config kvasir_seg] [--budgets 15000 50000 120000 250000 500000] \
+        [--families plain tied tied3 tied_levels] [--set train.epochs=24 ...] \
+        [--out runs/frontier] [--table-only]
+
+Every point is one family at one parameter budget: the recipe (``--config``) with
+``model.param_budget`` set, so :func:`segtie.nn.build_model` picks the widest base
+width whose weights fit (:mod:`segtie.nn.budget`), and the family's overrides:
+
+- ``plain``: ``num_iterations: 1``, the U-Net double convolution (untied);
+- ``tied``: the recipe's tied block, ``num_iterations: 2`` (one 3x3 kernel used twice);
+- ``tied3``: ``num_iterations: 3`` (three uses, the same parameters as ``tied``);
+- ``tied_levels``: ``tie_levels`` + ``tie_decoder`` + ``level_projection`` with one
+  width at every level (``width_multiplier: 1``): one encoder and one decoder block
+  for all levels, so the same budget buys a much wider kernel.
+
+Every point is trained the same way (the recipe's pipeline, loss, optimizer,
+schedule, seed, image size and epochs; ``train.max_minutes`` off) by
+``segtie.training.train`` and its best checkpoint is scored on the test split at the
+original resolution by ``segtie.evaluation.run_evaluation`` (``bench_kvasir.run_model``):
+test Dice mean and its bootstrap 95% interval (the recipe's ``eval`` group; on DRIVE
+the Dice is the F1 in the field of view, with AUC), parameters, ``.keras`` bytes,
+forward FLOPs per image and training minutes.
+
+Nothing is trained twice: each point's training run in MLflow (experiment
+``frontier-<dataset>``) is tagged ``segtie.frontier_point`` with a key of the
+dataset, family, budget and a digest of the whole config, and holds the point's row
+(``frontier_row.json``); a point whose key has a FINISHED run is read back, not
+retrained. The table is printed, the plot (Dice against parameters, log axis, one
+line per family) saved to ``<out>/<dataset>_frontier.png``, and both logged to a run
+``frontier table`` in the same experiment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import bench_kvasir  # noqa: E402
+from _common import conv_profile, markdown_table  # noqa: E402
+from _machine import machine_header  # noqa: E402
+from segtie import config as cfg  # noqa: E402
+from segtie.nn import base_width  # noqa: E402
+from segtie.tracking import resolve_tracking_uri  # noqa: E402
+from segtie.training.resources import model_file_bytes  # noqa: E402
+
+FAMILIES = {
+    "plain": ["model.num_iterations=1"],
+    "tied": ["model.num_iterations=2"],
+    "tied3": ["model.num_iterations=3"],
+    "tied_levels": ["model.num_iterations=2", "model.tie_levels=true",
+                    "model.tie_decoder=true", "model.level_projection=true",
+                    "model.width_multiplier=1"],
+}
+BUDGETS = (15_000, 50_000, 120_000, 250_000, 500_000)
+POINT_TAG = "segtie.frontier_point"
+ROW_FILE = "frontier_row.json"
+PLACES = ("train.output_dir", "eval.output_dir", "tracking.experiment")
+
+
+def point_config(args, family: str, budget: int) -> cfg.Config:
+    """The recipe with the family's overrides, the budget, equal epochs and output folders."""
+    base = cfg.load_config(args.config, bench_kvasir.EQUAL_EPOCHS + args.overrides)
+    folder = Path(args.out) / base.data.name / f"{family}-{budget}"
+    return cfg.load_config(args.config, bench_kvasir.EQUAL_EPOCHS + args.overrides
+                           + FAMILIES[family] + [f"model.param_budget={budget}",
+                                                 f"train.output_dir={folder / 'train'}",
+                                                 f"eval.output_dir={folder / 'eval'}",
+                                                 f"tracking.experiment=frontier-{base.data.name}"])
+
+
+def point_key(config: cfg.Config, family: str, budget: int) -> str:
+    """``<dataset>/<family>/<budget>/<digest of every config value but the places>``."""
+    values = {k: v for k, v in cfg.flatten(config).items() if k not in PLACES}
+    digest = hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode())
+    return f"{config.data.name}/{family}/{budget}/{digest.hexdigest()[:12]}"
+
+
+def _client(config: cfg.Config):
+    import mlflow
+
+    uri = resolve_tracking_uri(config.tracking.tracking_uri)
+    return mlflow.MlflowClient(uri), uri
+
+
+def recorded_row(config: cfg.Config, key: str):
+    """The row of a FINISHED training run tagged ``key``, or ``None``."""
+    import mlflow
+
+    client, uri = _client(config)
+    experiment = client.get_experiment_by_name(config.tracking.experiment)
+    if experiment is None:
+        return None
+    runs = client.search_runs([experiment.experiment_id],
+                              f"tags.`{POINT_TAG}` = '{key}' and attributes.status = 'FINISHED'",
+                              max_results=1, order_by=["attributes.start_time DESC"])
+    if not runs:
+        return None
+    mlflow.set_tracking_uri(uri)
+    return json.loads(mlflow.artifacts.load_text(f"runs:/{runs[0].info.run_id}/{ROW_FILE}"))
+
+
+def train_point(config: cfg.Config, family: str, budget: int, key: str) -> dict:
+    """Train and score one point; its row, recorded on its MLflow training run."""
+    import keras
+
+    keras.utils.set_random_seed(config.train.seed)
+    model, _ = bench_kvasir.build("tied", config)
+    inference = getattr(model, "inference_model", model)
+    extra = {"family": family, "budget": budget, "point": key,
+             "flops_per_image": conv_profile(inference, config.data.image_size)["flops_per_image"],
+             "keras_bytes": model_file_bytes(inference),
+             "base_filters": base_width(inference)}
+    del model, inference
+    row = {**bench_kvasir.run_model("tied", config, 0), **extra}
+    row["key"] = family
+    if "error" not in row and row.get("mlflow_train_run_id"):
+        client, _ = _client(config)
+        client.log_text(row["mlflow_train_run_id"], json.dumps(row, indent=2), ROW_FILE)
+        client.set_tag(row["mlflow_train_run_id"], POINT_TAG, key)
+    return row
+
+
+def _fmt(value, spec):
+    return "" if value is None else format(value, spec)
+
+
+def table(rows: list) -> str:
+    head = ["family", "budget", "params", "base width", ".keras bytes", "GFLOP/img",
+            "epochs", "train min", "test Dice (95% CI)", "AUC", "note"]
+    cells = []
+    for r in sorted(rows, key=lambda r: (r["budget"], r["family"])):
+        ci = r.get("test_dice_ci") or [None, None]
+        dice = (f"{r['test_dice_mean']:.4f} [{_fmt(ci[0], '.3f')}, {_fmt(ci[1], '.3f')}]"
+                if r.get("test_dice_mean") is not None else "")
+        cells.append([r["family"], f"{r['budget']:,}", _fmt(r.get("params"), ","),
+                      r.get("base_filters", ""), _fmt(r.get("keras_bytes"), ","),
+                      _fmt(r.get("flops_per_image") and r["flops_per_image"] / 1e9, ".3f"),
+                      f"{r.get('epochs_run', '-')}/{r.get('epochs', '-')}",
+                      _fmt(r.get("train_seconds") and r["train_seconds"] / 60, ".1f"), dice,
+                      _fmt(r.get("test_auc_mean"), ".4f"),
+                      r.get("error", "") + (" (read from MLflow)" if r.get("reused") else "")])
+    return markdown_table(head, cells)
+
+
+def plot(rows: list, dataset: str, path: Path) -> Path:
+    """Test Dice (with its interval) against unique parameters, one line per family."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6.4, 4.2))
+    for family in FAMILIES:
+        points = sorted((r for r in rows if r["family"] == family and
+                         r.get("test_dice_mean") is not None), key=lambda r: r["params"])
+        if not points:
+            continue
+        x = [r["params"] for r in points]
+        y = [r["test_dice_mean"] for r in points]
+        ci = [r.get("test_dice_ci") or [None, None] for r in points]
+        low = [v - (c[0] if c[0] is not None else v) for v, c in zip(y, ci)]
+        high = [(c[1] if c[1] is not None else v) - v for v, c in zip(y, ci)]
+        axis.errorbar(x, y, yerr=[low, high], marker="o", capsize=3, label=family)
+    axis.set_xscale("log")
+    axis.set_xlabel("unique parameters (log)")
+    axis.set_ylabel("test Dice" + (" (F1 in FOV)" if dataset == "drive" else ""))
+    axis.set_title(f"{dataset}: Dice against parameters, equal epochs")
+    axis.grid(True, which="both", alpha=0.3)
+    axis.legend()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path
+
+
+def log_table(config: cfg.Config, text: str, png: Path) -> None:
+    """A run ``frontier table`` holding the table and the plot."""
+    import mlflow
+
+    _, uri = _client(config)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment(config.tracking.experiment)
+    with mlflow.start_run(run_name="frontier table", tags={"segtie.kind": "frontier"}):
+        mlflow.log_text(text, "frontier.md")
+        if png.is_file():
+            mlflow.log_artifact(str(png))
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="kvasir_seg", help="recipe name or YAML")
+    parser.add_argument("--budgets", type=int, nargs="+", default=list(BUDGETS))
+    parser.add_argument("--families", nargs="+", default=list(FAMILIES), choices=list(FAMILIES))
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="GROUP.KEY=VALUE")
+    parser.add_argument("--out", default="runs/frontier")
+    parser.add_argument("--table-only", action="store_true",
+                        help="print what MLflow holds for these points; train nothing")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    print(machine_header(), flush=True)
+    try:  # every config first: a bad --set or budget fails before hours of training
+        points = [(f, b, point_config(args, f, b)) for b in args.budgets for f in args.families]
+    except (ValueError, TypeError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    rows = []
+    for family, budget, config in points:
+        key = point_key(config, family, budget)
+        row = recorded_row(config, key)
+        if row is not None:
+            row["reused"] = True
+        elif not args.table_only:
+            start = time.monotonic()
+            print(f"\n== {key}: training ({time.strftime('%H:%M:%S')})", flush=True)
+            row = train_point(config, family, budget, key)
+            print(f"== {key}: {row.get('test_dice_mean')} test Dice, "
+                  f"{(time.monotonic() - start) / 60:.1f} min, {row.get('error', 'ok')}",
+                  flush=True)
+        if row is not None:
+            rows.append(row)
+    if not rows:
+        print("No point trained or recorded yet.")
+        return 0
+    config = points[0][2]
+    text = (f"{machine_header()}\n\n{config.data.name}, test split at original resolution, "
+            f"equal epochs ({config.train.epochs}), image {config.data.image_size}\n\n"
+            f"{table(rows)}\n")
+    print("\n" + text)
+    png = plot(rows, config.data.name, Path(args.out) / f"{config.data.name}_frontier.png")
+    print(f"plot: {png}")
+    log_table(config, text, png)
+    return 1 if any("error" in r for r in rows) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
