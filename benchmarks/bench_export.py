@@ -158,6 +158,7 @@ def test_dice(model, config, num_test: int) -> float:
 def bench_model(key: str, given, args) -> tuple[list, str]:
     """The rows of one model and the line saying where its checkpoint came from."""
     from segtie.export import LiteRTModel, export_model
+    from segtie.export.arena import activation_peak
     from segtie.training import checkpoints
 
     config, checkpoint, how = checkpoint_for(key, given, args)
@@ -176,6 +177,8 @@ def bench_model(key: str, given, args) -> tuple[list, str]:
         path = result.files[variant]
         row = {"model": key, "variant": f"LiteRT {variant}", "bytes": path.stat().st_size,
                "params": params, "weight_bytes": result.weights[variant].constant_bytes,
+               "path": str(path), "image_size": list(size),
+               "activation_peak_bytes": activation_peak(path.read_bytes()).peak_bytes,
                "dice": test_dice(LiteRTModel(path, num_threads=max(args.threads)), config,
                                  args.num_test)}
         for t in args.threads:
@@ -220,6 +223,65 @@ def targets(rows, threads) -> list:
         lines.append(f"{key}: int8 test Dice - Keras float32 = {gap:+.4f} (target within "
                      f"0.005: {'met' if abs(gap) <= 0.005 else 'NOT met'})")
     return lines
+
+
+# Target classes: (name, most model-file bytes, most working-memory bytes, how the
+# working memory is measured). The microcontroller leaves 150 KB of its flash to the
+# runtime's code and 64 KB of its RAM to the runtime's state and stack (assumptions,
+# not measurements); LiteRT for Microcontrollers' op set is not checked here.
+DEVICES = (
+    ("phone (>= 2 GB RAM)", 100 * 2 ** 20, 500 * 2 ** 20, "interpreter"),
+    ("Raspberry Pi class (512 MB RAM, Pi Zero 2 W)", 100 * 2 ** 20, 200 * 2 ** 20,
+     "interpreter"),
+    ("microcontroller (1 MB flash, 512 KB RAM)", 2 ** 20 - 150 * 2 ** 10,
+     512 * 2 ** 10 - 64 * 2 ** 10, "arena"),
+)
+
+
+def _with_peak(row: dict, out: Path) -> dict:
+    """A LiteRT row of an earlier run, given its file path, input size and activation peak."""
+    if not row["variant"].startswith("LiteRT") or "activation_peak_bytes" in row:
+        return row
+    from segtie import config as cfg
+    from segtie.export.arena import activation_peak
+    from segtie.export.run import litert_file_name
+
+    folder = out / "export" / row["model"]
+    path = Path(row.get("path") or folder / litert_file_name(row["variant"].split()[-1]))
+    size = row.get("image_size") or cfg.load_config(str(folder / "config.yaml"), []).data.image_size
+    return {**row, "path": str(path), "image_size": list(size),
+            "activation_peak_bytes": activation_peak(path.read_bytes()).peak_bytes}
+
+
+def device_fit(rows, threads) -> str:
+    """Which LiteRT variant fits which device class, from measured bytes and memory."""
+    import math
+
+    from _common import markdown_table
+
+    header = ["model", "variant", "file KB", "activation peak KB (arena lower bound)",
+              f"interpreter peak MB x{max(threads)}"] + [d[0] for d in DEVICES]
+    body = []
+    for r in rows:
+        if not r["variant"].startswith("LiteRT"):
+            continue
+        interpreter = r.get(f"mb_{max(threads)}")
+        cells = [r["model"], r["variant"], f"{r['bytes'] / 1024:,.0f}",
+                 f"{r['activation_peak_bytes'] / 1024:,.0f}",
+                 "-" if interpreter is None else f"{interpreter:.1f}"]
+        for _, flash, ram, how in DEVICES:
+            memory = (r["activation_peak_bytes"] if how == "arena"
+                      else (interpreter or math.inf) * 2 ** 20)
+            if r["bytes"] <= flash and memory <= ram:
+                cells.append("fits")
+            elif r["bytes"] > flash:
+                cells.append(f"no: file {r['bytes'] / flash:.1f}x the flash")
+            else:  # activations scale with the pixel count: the side that would fit
+                side = int(r["image_size"][0] * math.sqrt(ram / memory)) // 8 * 8
+                cells.append(f"no: memory {memory / ram:.1f}x; fits at {side}x{side} input"
+                             if how == "arena" and side >= 8 else f"no: memory {memory / ram:.1f}x")
+        body.append(cells)
+    return markdown_table(header, body)
 
 
 TYING_SCHEMES = {
@@ -278,6 +340,8 @@ def parse_args(argv=None):
     parser.add_argument("--calibration-images", type=int, default=32)
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--out", type=Path, default=Path("runs/bench_export"))
+    parser.add_argument("--rows", type=Path, default=None,
+                        help="print the tables of a rows.json of an earlier run and exit")
     parser.add_argument("--tying-table", action="store_true",
                         help="print the tying-in-the-flatbuffer table instead")
     parser.add_argument("--child", nargs=5, default=None, help=argparse.SUPPRESS)
@@ -294,6 +358,11 @@ def main(argv=None) -> int:
     if args.tying_table:
         print(tying_table(args))
         return 0
+    if args.rows:
+        rows = [_with_peak(r, args.rows.parent) for r in json.loads(args.rows.read_text())]
+        print(table(rows, args.threads) + "\n\n" + "\n".join(targets(rows, args.threads))
+              + "\n\n" + device_fit(rows, args.threads))
+        return 0
     rows, sources = [], []
     for key in args.models:
         given = {"default": args.checkpoint_default, "tied": args.checkpoint_tied}[key]
@@ -302,11 +371,17 @@ def main(argv=None) -> int:
         sources.append(source)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "rows.json").write_text(json.dumps(rows, indent=2))
-    print(f"\nKeras float32 vs LiteRT exports, {platform.machine()} CPU, {os.cpu_count()} "
+    from _machine import machine_header
+
+    print(f"\n{machine_header()}")
+    print(f"Keras float32 vs LiteRT exports, {platform.machine()} CPU, {os.cpu_count()} "
           f"cores, {time.strftime('%Y-%m-%d')}; test Dice on {args.num_test} Kvasir-SEG test "
           f"frames at original resolution; models: " + "; ".join(sources) + "\n")
     print(table(rows, args.threads))
     print("\n" + "\n".join(targets(rows, args.threads)))
+    print("\nDevice fit (file bytes against flash; the interpreter's peak RSS, or for a "
+          "microcontroller the activation peak, against RAM; see DEVICES):\n")
+    print(device_fit(rows, args.threads))
     return 0
 
 
