@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from segtie import config as cfg
-from segtie import training
 from segtie.nn import build_unet
 from segtie.tracking import Tracker
 from segtie.training import BestCheckpoint, make_optimizer, train
+from segtie.training.journal import JOURNAL_FILE, Journal
 
 UNREACHABLE = "http://127.0.0.1:9"  # discard port: connection refused at once
 
@@ -84,19 +84,12 @@ def test_train_rejects_a_model_that_is_not_a_keras_model():
 
 
 @pytest.mark.slow
-def test_training_a_supplied_model_uses_it_and_names_it(kvasir_data_config, tmp_path,
-                                                        monkeypatch):
+def test_training_a_supplied_model_uses_it_and_names_it(kvasir_data_config, tmp_path):
     data = dataclasses.asdict(kvasir_data_config)
     data.update(image_size=[32, 32], max_train_cases=16, max_eval_cases=8)
     config = cfg.from_dict({"data": data, "model": {"base_filters": 4, "depth": 2},
                             "train": {"epochs": 1, "output_dir": str(tmp_path)},
                             "tracking": {"enabled": False}})
-    started = {}
-
-    def start(tracker, run_name, tags=None):  # tracking is off: record the run's tags
-        started.update(tags or {})
-
-    monkeypatch.setattr(training.fit.Tracker, "start", start)
     image = keras.Input((None, None, 3))
     hidden = keras.layers.Conv2D(3, 3, padding="same", activation="relu")(image)
     model = keras.Model(image, keras.layers.Conv2D(1, 1)(hidden), name="supplied_net")
@@ -104,7 +97,13 @@ def test_training_a_supplied_model_uses_it_and_names_it(kvasir_data_config, tmp_
     assert result.num_params == model.count_params() == 3 * 27 + 3 + 3 + 1
     assert keras.saving.load_model(result.checkpoint, safe_mode=True).name == "supplied_net"
     info = json.loads((result.run_dir / "run_info.json").read_text())
-    assert info["model_source"] == started["segtie.model_source"] == "supplied_net"
+    tags = {k: v for r in Journal(result.run_dir / JOURNAL_FILE).records()
+            for k, v in (r.get("tags") or {}).items()}  # tracking off: the journal has them
+    assert info["model_source"] == tags["segtie.model_source"] == "supplied_net"
+    assert tags["segtie.scheme"] == "supplied_net"  # not a tying scheme of config.model
+    assert tags["segtie.num_iterations"] == "n/a"
+    assert tags["segtie.param_bucket"] == "<10k"  # 88 weights
+    assert "`supplied_net`, built by the caller" in tags["mlflow.note.content"]
 
 
 def test_precision_must_be_a_keras_policy():

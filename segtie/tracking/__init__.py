@@ -42,9 +42,10 @@ from segtie.tracking.models import (LOADING_REQUIREMENTS, MODEL_NAME, SERVING_NA
                                     run_id_of)
 from segtie.tracking.store import (DEFAULT_STORE, STORE_LOCK_SUFFIX, open_experiment,
                                    resolve_tracking_uri, store_lock)
-from segtie.tracking.tracker import MlflowCallback, Tracker, current_learning_rate, scratch_dir
+from segtie.tracking.tracker import (NOTE_TAG, MlflowCallback, Tracker, current_learning_rate,
+                                     scratch_dir)
 
-__all__ = ["DEFAULT_STORE", "LOADING_REQUIREMENTS", "MODEL_NAME", "MlflowCallback",
+__all__ = ["DEFAULT_STORE", "LOADING_REQUIREMENTS", "MODEL_NAME", "MlflowCallback", "NOTE_TAG",
            "RunMirror", "SERVING_NAME", "STORE_LOCK_SUFFIX", "SegmentationPyfunc", "Tracker",
            "current_learning_rate", "load_keras_model", "model_requirements",
            "open_experiment", "read_run_text", "resolve_tracking_uri", "run_id_of",

@@ -9,6 +9,7 @@ from typing import Optional
 import keras
 import numpy as np
 
+from segtie.tracking.inputs import log_dataset_inputs
 from segtie.tracking.store import open_experiment
 from segtie.tracking.tracker import Tracker
 
@@ -21,7 +22,8 @@ class RunMirror:
     """Push a run folder's journal (:mod:`segtie.training.journal`) to one MLflow run.
 
     The journal is the record; the MLflow run is a mirror that receives, on each
-    :meth:`push`, only what it lacks: parameters it does not hold, metric
+    :meth:`push`, only what it lacks: parameters it does not hold, dataset inputs
+    (name, digest, context) it does not hold, metric
     ``(key, step)`` pairs it does not hold, artifacts missing or of another size,
     models whose URI tag is absent, and the journal's last status. Pushing the same
     journal twice changes nothing, so a retry after a failure, a resumed run
@@ -60,7 +62,7 @@ class RunMirror:
 
         Returns:
             Counts of what was sent: ``{"params", "metrics", "tags", "artifacts",
-            "models"}``.
+            "models", "inputs"}`` (inputs: dataset inputs, :mod:`segtie.tracking.inputs`).
 
         Raises:
             Exception: whatever the store raises (unreachable, locked, refused); the
@@ -68,19 +70,23 @@ class RunMirror:
         """
         client, exp_id = open_experiment(self.tracking_uri, self.experiment)
         run = self._run(client, exp_id)
-        pending = records[self.confirmed:]
-        sent = {"params": 0, "metrics": 0, "tags": 0, "artifacts": 0, "models": 0}
+        count = len(records)  # records may grow meanwhile (the system-metrics thread)
+        pending = records[self.confirmed:count]
+        sent = {"params": 0, "metrics": 0, "tags": 0, "artifacts": 0, "models": 0,
+                "inputs": 0}
         sent["params"] = self._push_params(client, run, pending)
         sent["metrics"] = self._push_metrics(client, pending)
         tags = {k: str(v) for r in pending for k, v in (r.get("tags") or {}).items()}
         if tags:
             self._log_batch(client, tags=tags)
             sent["tags"] = len(tags)
+        sent["inputs"] = log_dataset_inputs(client, self.run_id,
+                                            [r["input"] for r in pending if r.get("input")])
         sent["artifacts"] = self._push_artifacts(client, pending)
         sent["models"] = self._push_models(client, pending)
-        statuses = [r["status"] for r in records if r.get("status")]
-        self._set_status(client, statuses[-1] if statuses else "RUNNING", records)
-        self.confirmed = len(records)
+        statuses = [r["status"] for r in records[:count] if r.get("status")]
+        self._set_status(client, statuses[-1] if statuses else "RUNNING", records[:count])
+        self.confirmed = count
         return sent
 
     # -- the run --------------------------------------------------------------------

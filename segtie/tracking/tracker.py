@@ -14,11 +14,13 @@ import numpy as np
 
 from segtie.tracking.models import (MODEL_NAME, SERVING_NAME, KerasFlavor, installed_version,
                                     model_requirements, pyfunc_class)
+from segtie.tracking.inputs import log_dataset_inputs
 from segtie.tracking.store import open_experiment, resolve_tracking_uri
 
-__all__ = ["MlflowCallback", "Tracker", "current_learning_rate", "scratch_dir"]
+__all__ = ["NOTE_TAG", "MlflowCallback", "Tracker", "current_learning_rate", "scratch_dir"]
 
 logger = logging.getLogger(__name__)
+NOTE_TAG = "mlflow.note.content"  # MLflow's run description (Markdown, top of the run page)
 
 
 def _guarded(method):
@@ -87,6 +89,35 @@ class Tracker:
         import mlflow
 
         mlflow.set_tags(tags)
+
+    @_guarded
+    def log_input(self, split_record: dict) -> None:
+        """Log a dataset input (:func:`segtie.data.provenance.describe_split`)."""
+        log_dataset_inputs(self.client, self.run_id, [split_record])
+
+    @_guarded
+    def log_table(self, rows: list, artifact_file: str) -> None:
+        """Log ``rows`` (dicts with the same keys) as an MLflow table artifact.
+
+        ``mlflow.log_table`` writes ``artifact_file`` (``.json``) in MLflow's table
+        format, which the UI shows sortable (Artifacts tab, and the Evaluation view).
+        """
+        import mlflow
+
+        columns = list(dict.fromkeys(k for row in rows for k in row))
+        mlflow.log_table({c: [row.get(c) for row in rows] for c in columns}, artifact_file)
+
+    @_guarded
+    def tag_run(self, run_id: str, tags: dict) -> None:
+        """Set ``tags`` on another run of the store (the training run of an evaluation)."""
+        for key, value in tags.items():
+            self.client.set_tag(run_id, key, str(value))
+
+    @_guarded
+    def run_link(self, run_id: str) -> Optional[str]:
+        """The MLflow UI's relative link to ``run_id`` (``#/experiments/<id>/runs/<id>``)."""
+        run = self.client.get_run(run_id)
+        return f"#/experiments/{run.info.experiment_id}/runs/{run_id}"
 
     @_guarded
     def log_text(self, text: str, artifact_file: str) -> None:
