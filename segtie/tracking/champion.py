@@ -87,8 +87,8 @@ def promote(eval_run_id: str, name: Optional[str] = None, metric: Optional[str] 
         tracking_uri: the store (:func:`resolve_tracking_uri`).
 
     Returns:
-        ``{"promoted": bool, "reason": str, "name", "version" (the new version or
-        None), "score", "metric", "digest", "champion_score" (None if there was no
+        ``{"promoted": bool, "reason": str, "name", "version" (the new version, int,
+        or None), "score", "metric", "digest", "champion_score" (None if there was no
         champion), "model_uri"}``.
 
     Raises:

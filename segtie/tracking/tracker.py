@@ -210,7 +210,7 @@ class Tracker:
             pip_requirements=model_requirements(),
             metadata={"segtie_version": installed_version("segtie"),
                       "serving": "mlflow models serve -m <uri> --env-manager local "
-                                 "(segtie installed)"})
+                                 "--host 127.0.0.1 (segtie installed)"})
         return info.model_uri
 
     def end(self, status: str = "FINISHED") -> None:

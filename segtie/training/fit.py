@@ -19,7 +19,10 @@ in one run folder ``<train.output_dir>/<run name>/`` (:mod:`segtie.training.runs
                         ``last.weights.h5`` once it finished
 - ``val_overlays.png`` image / ground truth / prediction for a few validation cases
 
-The MLflow run logs the best model as ``model`` (Keras flavor) and as ``serving`` (a
+The MLflow run also gets a description, filter tags and the train/validation splits
+as dataset inputs (:mod:`segtie.training.run_start`), per-epoch timing and MLflow's
+system metrics (``tracking.system_metrics``). It logs the best model as ``model``
+(Keras flavor) and as ``serving`` (a
 pyfunc model, raw uint8 images -> masks; :meth:`segtie.tracking.Tracker.log_pyfunc_model`).
 
 Surviving: ``train(config, resume_from=run_dir)`` continues an unfinished run from
