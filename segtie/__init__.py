@@ -4,7 +4,7 @@ The package is laid out by stage, data flowing one way: :mod:`segtie.config` ->
 :mod:`segtie.data` -> :mod:`segtie.nn` -> :mod:`segtie.losses` ->
 :mod:`segtie.training` -> :mod:`segtie.inference` -> :mod:`segtie.evaluation` ->
 :mod:`segtie.reports`, with :mod:`segtie.metrics` (used by validation and
-evaluation alike), :mod:`segtie.tracking` (the only module that imports MLflow) and
+evaluation alike), :mod:`segtie.tracking` (the only package that imports MLflow) and
 :mod:`segtie.cli` (the ``segtie`` command).
 
 Importing ``segtie`` registers every serializable Keras class (the tied layers, the

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from segtie import config as cfg
-from segtie import training
 from segtie.nn import build_unet
 from segtie.tracking import Tracker
 from segtie.training import BestCheckpoint, make_optimizer, train
@@ -98,10 +97,13 @@ def test_training_a_supplied_model_uses_it_and_names_it(kvasir_data_config, tmp_
     assert result.num_params == model.count_params() == 3 * 27 + 3 + 3 + 1
     assert keras.saving.load_model(result.checkpoint, safe_mode=True).name == "supplied_net"
     info = json.loads((result.run_dir / "run_info.json").read_text())
-    tags = {}  # tracking is off: the run folder's journal still holds what MLflow would get
-    for record in Journal(result.run_dir / JOURNAL_FILE).records():
-        tags.update(record.get("tags", {}))
+    tags = {k: v for r in Journal(result.run_dir / JOURNAL_FILE).records()
+            for k, v in (r.get("tags") or {}).items()}  # tracking off: the journal has them
     assert info["model_source"] == tags["segtie.model_source"] == "supplied_net"
+    assert tags["segtie.scheme"] == "supplied_net"  # not a tying scheme of config.model
+    assert tags["segtie.num_iterations"] == "n/a"
+    assert tags["segtie.param_bucket"] == "<10k"  # 88 weights
+    assert "`supplied_net`, built by the caller" in tags["mlflow.note.content"]
     assert result.tracking_synced is None and info["tracking_synced"] is None  # not tracked
 
 

@@ -6,8 +6,10 @@
 
 Writes per_case.csv, summary.json, overlay PNGs (first cases; best, median and worst
 by Dice) and a Dice box plot to ``<eval.output_dir>/<run name>/``, logs them to an
-MLflow evaluation run tagged with the training run it evaluates, and prints the
-summary table. The config is the training run's own (beside the ``.keras`` file, or
+MLflow evaluation run tagged with the training run it evaluates (and the training
+run with it), and prints the summary table. ``--promote`` then registers the model
+and moves the alias ``champion`` to it if it beats the current champion on the same
+test set (``segtie promote --help``). The config is the training run's own (beside the ``.keras`` file, or
 the MLflow run's ``config.yaml``) unless ``--config`` is given. Inference (sliding
 window, mirroring TTA, largest component), spacing (``eval.spacing``, else the
 dataset's ``data.spacing``; pixels when neither is set), NSD tolerance and the
@@ -22,9 +24,11 @@ reference as a second table.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from segtie.cli.common import add_config_arguments, run_command, setup_logging
+from segtie.cli.promote import add_promote_options, promote_and_report
 from segtie.data.splits import SPLITS
 
 HELP = "score a checkpoint on the test split"
@@ -41,6 +45,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                                              "the training run's own config)")
     parser.add_argument("--split", default="test", choices=SPLITS,
                         help="the split to score (default: test)")
+    parser.add_argument("--promote", action="store_true",
+                        help="then register the model and make it champion if it beats "
+                             "the current one on the same test set (see segtie promote)")
+    add_promote_options(parser, name_flag="--model-name")
     parser.set_defaults(run=run)
     return parser
 
@@ -82,4 +90,12 @@ def run(args: argparse.Namespace) -> int:
     config, model, dataset = loaded[0]
     result = run_evaluation(model, config, dataset, args.split, args.checkpoint)
     print_table(result.summary, result.train_run_id or "unknown", result.out_dir)
+    if args.promote:
+        if not result.mlflow_run_id:
+            print("error: --promote needs the evaluation run in MLflow (tracking is off "
+                  "or failed)", file=sys.stderr)
+            return 2
+        return run_command(lambda: promote_and_report(
+            result.mlflow_run_id, args.model_name, args.metric,
+            config.tracking.tracking_uri))
     return 0

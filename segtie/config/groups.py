@@ -296,12 +296,17 @@ class TrackingConfig:
     means the dataset name. Training keeps everything it tracks in the run folder
     first (``tracking.jsonl``); when the store cannot be reached it retries after
     ``retry_seconds`` (at the next epoch end after that) and at the end, and
-    ``segtie sync RUN_FOLDER`` sends the rest later."""
+    ``segtie sync RUN_FOLDER`` sends the rest later. ``system_metrics`` samples
+    MLflow's system metrics (CPU, memory, disk, network; GPU where MLflow finds one)
+    every ``system_metrics_interval`` seconds while training, into the same journal
+    (:mod:`segtie.tracking.system`)."""
 
     enabled: bool = True
     tracking_uri: Optional[str] = None
     experiment: Optional[str] = None
     retry_seconds: float = _field(60.0, low=0.0)
+    system_metrics: bool = True
+    system_metrics_interval: float = _field(10.0, low=0.5)
 
 
 @dataclasses.dataclass(frozen=True)

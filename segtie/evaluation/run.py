@@ -14,14 +14,18 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from segtie.data.provenance import describe_split
 from segtie.evaluation.evaluator import evaluate
 from segtie.inference import InferenceOptions
-from segtie.tracking import Tracker
+from segtie.tracking import NOTE_TAG, Tracker
 from segtie.training import checkpoints
 
-__all__ = ["EvaluationResult", "has_field_of_view", "inference_options", "run_evaluation"]
+__all__ = ["EVAL_RUN_TAG", "EvaluationResult", "PER_CASE_TABLE", "has_field_of_view",
+           "inference_options", "run_evaluation"]
 
 STATS = ("mean", "median", "std", "ci_low", "ci_high")
+EVAL_RUN_TAG = "segtie.eval_run_id"  # on the training run: its latest evaluation
+PER_CASE_TABLE = "per_case_table.json"
 
 
 def _cases(dataset):
@@ -50,6 +54,19 @@ def inference_options(config) -> InferenceOptions:
         tta_mirror=ev.tta_mirror, num_classes=config.model.num_classes)
 
 
+def _description(tracker, train_run: Optional[str], test_set: dict, summary: dict) -> str:
+    """The evaluation run's Markdown note: what was scored, on what, against what."""
+    link = tracker.run_link(train_run) if train_run else None
+    source = f"[{train_run}]({link})" if link else (train_run or "unknown")
+    dice = summary.get("dice", {}).get("mean")
+    score = f"; mean Dice {dice:.4f}" if isinstance(dice, float) else ""
+    return (f"**Evaluation** of training run {source} on {test_set['dataset']} "
+            f"`{test_set['split']}` ({test_set['num_cases']} cases, split digest "
+            f"`{test_set['digest']}`){score}.\n\nPer-case scores: `{PER_CASE_TABLE}` "
+            f"(a table, sortable in the Artifacts tab); overlays and the Dice box plot "
+            f"are artifacts too.")
+
+
 def _summary_metrics(summary: dict, prefix: str) -> dict:
     """``{<prefix>_<metric>_<stat>: value}`` of a summary block, NaN left out."""
     out = {f"{prefix}_{m}_{stat}": summary[m][stat] for m in summary["metrics"]
@@ -72,7 +89,13 @@ def run_evaluation(model, config, dataset, split: str, checkpoint: str) -> Evalu
     """Score ``model`` on ``dataset`` as ``config.eval`` says; log an MLflow eval run.
 
     The reports go to ``<eval.output_dir>/eval-<data.name>-<split>-<time>/``; the run
-    is tagged with ``checkpoint`` and the training run that produced it.
+    is tagged with ``checkpoint``, the training run that produced it
+    (``segtie.train_run_id``), the dataset and the split digest
+    (``segtie.split_digest``, :mod:`segtie.data.provenance`); it logs the split as a
+    dataset input, a Markdown description linking the training run, the reports and
+    ``per_case_table.json`` (the per-case rows as an MLflow table). The training run
+    gets the tags ``segtie.eval_run_id`` and ``segtie.eval_run_id.<split>`` (this
+    run's id), so each run links to the other.
 
     Args:
         model: a loaded checkpoint (images -> logits).
@@ -95,6 +118,10 @@ def run_evaluation(model, config, dataset, split: str, checkpoint: str) -> Evalu
                                                "segtie.checkpoint": checkpoint,
                                                "segtie.train_run_id": train_run or "unknown",
                                                "segtie.split": split})
+        test_set = describe_split(config.data, split)
+        tracker.log_input(test_set)
+        tracker.set_tags({"segtie.dataset": config.data.name,
+                          "segtie.split_digest": test_set["digest"]})
         tracker.log_params({"checkpoint": checkpoint, "split": split,
                             "image_size": config.data.image_size,
                             **{f"eval.{k}": v for k, v in vars(ev).items()}})
@@ -111,6 +138,11 @@ def run_evaluation(model, config, dataset, split: str, checkpoint: str) -> Evalu
         if "second_observer" in summary:
             tracker.log_metrics(_summary_metrics(summary["second_observer"],
                                                  f"{split}_second_observer"))
-        tracker.set_tags({"segtie.distance_units": summary["distance_units"]})
+        tracker.set_tags({"segtie.distance_units": summary["distance_units"],
+                          NOTE_TAG: _description(tracker, train_run, test_set, summary)})
         tracker.log_artifacts(out_dir)
+        tracker.log_table(rows, PER_CASE_TABLE)
+        if train_run and run_id:
+            tracker.tag_run(train_run, {EVAL_RUN_TAG: run_id,
+                                        f"{EVAL_RUN_TAG}.{split}": run_id})
     return EvaluationResult(summary, out_dir, train_run, run_id)

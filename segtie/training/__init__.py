@@ -2,15 +2,17 @@
 
 - :mod:`~segtie.training.fit`: :func:`train` (data -> model -> optimizer -> callbacks
   -> ``model.fit`` -> best checkpoint -> tracking) and :class:`TrainResult`;
-- :mod:`~segtie.training.callbacks`: the best checkpoint (atomic), the time budget
-  and the learning rate in the logs;
+- :mod:`~segtie.training.callbacks`: the best checkpoint (atomic), the time budget,
+  the learning rate in the logs and the epoch timing (seconds, images/s);
 - :mod:`~segtie.training.backup`: the resumable backup of the last completed epoch
   (weights, optimizer, best score; atomic, bounded);
 - :mod:`~segtie.training.guards`: SIGINT/SIGTERM and NaN-loss stops
   (:class:`TrainingInterrupted`, :class:`NonFiniteLoss`);
 - :mod:`~segtie.training.runs`: run folders, ``run_info.json``, finding a run to resume;
 - :mod:`~segtie.training.journal`, :mod:`~segtie.training.recorder`: the run folder's
-  tracking journal and its MLflow mirror (``segtie sync``);
+  tracking journal and its MLflow mirror (``segtie sync``), system metrics included;
+- :mod:`~segtie.training.run_start`, :mod:`~segtie.training.description`: a run's
+  first records (tags, description, dataset inputs, parameters) and a resumed run's;
 - :mod:`~segtie.training.reproducibility`: seeds and op determinism;
 - :mod:`~segtie.training.optimizers`, :mod:`~segtie.training.precision`: the
   optimizer and schedule of ``config.train``, mixed-precision construction;

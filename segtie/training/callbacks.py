@@ -1,4 +1,5 @@
-"""Training callbacks: the best checkpoint (atomic), the time budget, the learning rate."""
+"""Training callbacks: the best checkpoint (atomic), the time budget, the learning rate,
+the epoch timing."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import keras
 logger = logging.getLogger(__name__)
 MONITOR = "val_dice"
 
-__all__ = ["MONITOR", "BestCheckpoint", "LearningRateInLogs", "TimeBudget"]
+__all__ = ["MONITOR", "BestCheckpoint", "EpochTiming", "LearningRateInLogs", "TimeBudget"]
 
 
 class BestCheckpoint(keras.callbacks.Callback):
@@ -111,3 +112,44 @@ class LearningRateInLogs(keras.callbacks.Callback):
                 self.model.optimizer.learning_rate))
         except Exception:  # noqa: BLE001 - a custom optimizer without a readable rate
             pass
+
+
+class EpochTiming(keras.callbacks.Callback):
+    """Time each epoch: ``epoch_seconds`` and ``images_per_second`` (:meth:`figures`).
+
+    ``epoch_seconds``: wall-clock seconds of the epoch, validation included.
+    ``images_per_second``: ``images_per_epoch`` over the seconds of the training
+    steps alone (from the epoch's start to the start of validation; the whole epoch
+    when there is none). Wall clock on a shared machine: a figure to compare runs of
+    one machine, not a benchmark. They are kept out of the Keras logs, so
+    ``history.csv`` stays the same for the same seed (a resumed run equals an
+    uninterrupted one); :class:`segtie.training.recorder.EpochMetrics` journals them.
+
+    Args:
+        images_per_epoch: int >= 1, training images (or patches) per epoch.
+    """
+
+    def __init__(self, images_per_epoch: int):
+        super().__init__()
+        self.images_per_epoch = int(images_per_epoch)
+        self._start = self._train_end = None
+        self.last: dict = {}
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start, self._train_end, self.last = time.monotonic(), None, {}
+
+    def on_test_begin(self, logs=None):
+        if self._start is not None and self._train_end is None:
+            self._train_end = time.monotonic()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._start is None:
+            return
+        end = time.monotonic()
+        train_seconds = (self._train_end or end) - self._start
+        self.last = {"epoch_seconds": end - self._start,
+                     "images_per_second": self.images_per_epoch / max(train_seconds, 1e-9)}
+
+    def figures(self) -> dict:
+        """The last finished epoch's ``{"epoch_seconds", "images_per_second"}`` ({} before)."""
+        return dict(self.last)

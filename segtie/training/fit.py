@@ -19,7 +19,10 @@ in one run folder ``<train.output_dir>/<run name>/`` (:mod:`segtie.training.runs
                         ``last.weights.h5`` once it finished
 - ``val_overlays.png`` image / ground truth / prediction for a few validation cases
 
-The MLflow run logs the best model as ``model`` (Keras flavor) and as ``serving`` (a
+The MLflow run also gets a description, filter tags and the train/validation splits
+as dataset inputs (:mod:`segtie.training.run_start`), per-epoch timing and MLflow's
+system metrics (``tracking.system_metrics``). It logs the best model as ``model``
+(Keras flavor) and as ``serving`` (a
 pyfunc model, raw uint8 images -> masks; :meth:`segtie.tracking.Tracker.log_pyfunc_model`).
 
 Surviving: ``train(config, resume_from=run_dir)`` continues an unfinished run from
@@ -39,7 +42,6 @@ import logging
 import shutil
 import signal
 import time
-import uuid
 from pathlib import Path
 from typing import Optional
 
@@ -52,18 +54,18 @@ from segtie.losses import DiceCELoss
 from segtie.metrics.validation import DiceMetric
 from segtie.nn import build_model, build_training_model, check_model
 from segtie.reports.overlays import save_overlay_grid
-from segtie.tracking import resolve_tracking_uri
 from segtie.training.backup import BACKUP_DIR, ResumableBackup, read_state
-from segtie.training.callbacks import BestCheckpoint, LearningRateInLogs, TimeBudget
+from segtie.training.callbacks import (BestCheckpoint, EpochTiming, LearningRateInLogs,
+                                       TimeBudget)
 from segtie.training.guards import (NonFiniteLoss, StopOnNonFiniteLoss, StopOnSignal,
                                     StopSignals, TrainingInterrupted)
 from segtie.training.optimizers import make_optimizer
 from segtie.training.precision import dtype_policy
 from segtie.training.recorder import EpochMetrics, RunRecorder
 from segtie.training.reproducibility import seed_everything
-from segtie.training.resources import resource_figures
-from segtie.training.runs import (check_resumable, new_run_dir, point_latest, read_run_info,
-                                  truncate_history, update_run_info)
+from segtie.training.run_start import (first_records, images_per_epoch, new_run, reopen,
+                                       training_inputs)
+from segtie.training.runs import check_resumable, new_run_dir, point_latest, update_run_info
 
 logger = logging.getLogger(__name__)
 CONFIG_MODEL = "config"  # the `segtie.model_source` tag of a model built from config.model
@@ -136,47 +138,6 @@ def _save_val_overlays(model, val_ds, path: Path, count: int) -> Optional[Path]:
         preds = (logits[..., 0] > 0).astype(np.uint8)  # logit 0 == probability 0.5
     save_overlay_grid(images, masks, list(preds), path, multiclass=multiclass)
     return path
-
-
-def _new_run(config: cfg.Config, source: str) -> Path:
-    """Make the run folder, its ``config.yaml`` and ``run_info.json``."""
-    run_dir = new_run_dir(Path(config.train.output_dir), config.data.name)
-    (run_dir / "config.yaml").write_text(cfg.dump_yaml(config))
-    update_run_info(
-        run_dir, status="RUNNING", stop_reason=None, epochs=config.train.epochs,
-        epochs_done=0, run_uid=uuid.uuid4().hex, mlflow_run_id=None,
-        tracking_uri=resolve_tracking_uri(config.tracking.tracking_uri),
-        experiment=config.tracking.experiment or config.data.name, model_source=source,
-        started=time.strftime("%Y-%m-%dT%H:%M:%S"), start_time_ms=int(time.time() * 1000),
-        resumes=[])
-    return run_dir
-
-
-def _first_records(recorder: RunRecorder, config, model, source: str, steps: int) -> None:
-    recorder.set_status("RUNNING")
-    recorder.set_tags({"segtie.kind": "train", "segtie.model_source": source})
-    recorder.log_params(cfg.flatten(config))
-    recorder.log_artifact(recorder.run_dir / "config.yaml")
-    recorder.log_metrics({"num_params": model.count_params(), "steps_per_epoch": steps})
-    if recorder.mirror is not None:  # the resource report's estimates (the CLI measures)
-        recorder.log_metrics({f"resources.{k}": v for k, v in
-                              resource_figures(model, config, measure=False).items()})
-
-
-def _reopen(recorder: RunRecorder, start: int) -> None:
-    """A resumed run: forget the records and history rows of epochs it will redo."""
-    dropped = recorder.journal.drop_epochs_from(start)
-    recorder.records = recorder.journal.records()
-    rows = truncate_history(recorder.run_dir / "history.csv", start)
-    recorder.set_status("RUNNING")
-    recorder.set_tags({"segtie.resumed_from_epoch": start})
-    info = read_run_info(recorder.run_dir)
-    update_run_info(recorder.run_dir, status="RUNNING", stop_reason=None,
-                    resumes=info.get("resumes", []) + [
-                        {"at": time.strftime("%Y-%m-%dT%H:%M:%S"), "from_epoch": start}])
-    logger.info("Resuming %s at epoch %d of %d (dropped %d journal records and %d "
-                "history rows of unfinished epochs)", recorder.run_dir, start + 1,
-                int(info.get("epochs", 0)), dropped, rows)
 
 
 def _stop(recorder: RunRecorder, status: str, reason: str) -> None:
@@ -299,12 +260,13 @@ def train(config: cfg.Config, model: Optional[keras.Model] = None,
                 model.name, "the config" if source == CONFIG_MODEL else "the caller",
                 num_params, steps)
 
-    run_dir = Path(resume_from) if resume_from else _new_run(config, source)
+    inputs = training_inputs(config.data)
+    run_dir = Path(resume_from) if resume_from else new_run(config, source)
     recorder = RunRecorder(run_dir, config.tracking.enabled, config.tracking.retry_seconds)
     if resume_from:
-        _reopen(recorder, start)
+        reopen(recorder, start)
     else:
-        _first_records(recorder, config, model, source, steps)
+        first_records(recorder, config, model, source, steps, inputs, source == CONFIG_MODEL)
     recorder.sync(force=True)
 
     t0, spent = time.monotonic(), float(state["train_seconds"]) if state else 0.0
@@ -315,20 +277,23 @@ def train(config: cfg.Config, model: Optional[keras.Model] = None,
     signals = StopSignals()
     # Order matters: the logs gain the rate; the epoch is saved, logged, journaled and
     # only then backed up; a stop request is honoured after the backup.
-    callbacks = [LearningRateInLogs(), StopOnNonFiniteLoss(), best,
+    timing = EpochTiming(images_per_epoch(config.data, inputs[0]))
+    callbacks = [timing, LearningRateInLogs(), StopOnNonFiniteLoss(), best,
                  keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
-                 EpochMetrics(recorder), backup, *([budget] if budget else []),
+                 EpochMetrics(recorder, timing), backup, *([budget] if budget else []),
                  StopOnSignal(signals)]
     try:
         with signals:
-            if start < epochs:
-                model.fit(train_ds, validation_data=val_ds, epochs=epochs,
-                          initial_epoch=start, steps_per_epoch=steps,
-                          shuffle=False,  # the pipeline shuffles; Keras would warn
-                          callbacks=callbacks, verbose=1)
-            else:  # every epoch was done; a kill came during the last steps below
-                backup.set_model(model)
-                backup.restore()
+            with recorder.system_metrics(config.tracking.system_metrics,
+                                         config.tracking.system_metrics_interval):
+                if start < epochs:
+                    model.fit(train_ds, validation_data=val_ds, epochs=epochs,
+                              initial_epoch=start, steps_per_epoch=steps,
+                              shuffle=False,  # the pipeline shuffles; Keras would warn
+                              callbacks=callbacks, verbose=1)
+                else:  # every epoch was done; a kill came during the last steps below
+                    backup.set_model(model)
+                    backup.restore()
             stop_reason = (budget.reason if budget and budget.reason
                            else f"completed {best.last_epoch + 1} epochs")
             synced = _finish(recorder, model, best, val_ds, config, source, clock(),

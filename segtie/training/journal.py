@@ -9,8 +9,11 @@ Records (each also has ``"time"``: Unix milliseconds when it was written):
 
 - ``{"params": {key: value}}``
 - ``{"metrics": {key: number}, "step": int}``; per-epoch metrics also carry
-  ``"epoch": int`` (0-based), so a resumed run can drop what it will redo
-- ``{"tags": {key: str}}``
+  ``"epoch": int`` (0-based), so a resumed run can drop what it will redo; system
+  metrics (``system/...``, :mod:`segtie.tracking.system`) are metrics records too
+- ``{"tags": {key: str}}``; the run description is the tag ``mlflow.note.content``
+- ``{"input": a split record of segtie.data.provenance.describe_split}``: a dataset
+  input of the run (:mod:`segtie.tracking.inputs`)
 - ``{"artifact": path relative to the run folder, "artifact_path": str or null}``
 - ``{"model": "keras" | "pyfunc", "checkpoint": "best.keras", "config": "config.yaml",
   "example": "input_example.npy" or null, "tag": the run tag that receives the URI}``

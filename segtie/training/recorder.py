@@ -11,7 +11,9 @@ the push is retried every ``tracking.retry_seconds`` and at the end, and
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 import time
 from pathlib import Path
 from typing import Optional
@@ -53,6 +55,7 @@ class RunRecorder:
         self.records = self.journal.records()
         self.offline = False
         self._next_try = 0.0
+        self._lock = threading.Lock()  # the system-metrics thread records too
 
     @property
     def run_id(self) -> Optional[str]:
@@ -61,7 +64,8 @@ class RunRecorder:
 
     # -- records (journal only; call sync() to push) -------------------------------
     def _record(self, record: dict) -> None:
-        self.records.append(self.journal.append(record))
+        with self._lock:
+            self.records.append(self.journal.append(record))
 
     def log_params(self, params: dict) -> None:
         self._record({"params": dict(params)})
@@ -74,6 +78,29 @@ class RunRecorder:
 
     def set_tags(self, tags: dict) -> None:
         self._record({"tags": {k: str(v) for k, v in tags.items()}})
+
+    def log_input(self, split_record: dict) -> None:
+        """Record a dataset input (:func:`segtie.data.provenance.describe_split`)."""
+        self._record({"input": dict(split_record)})
+
+    @contextlib.contextmanager
+    def system_metrics(self, enabled: bool, interval: float):
+        """Sample MLflow's system metrics into the journal while the block runs.
+
+        Off when ``enabled`` is false or tracking is off; a resumed run continues the
+        steps (:class:`segtie.tracking.system.JournalSystemMetrics`).
+        """
+        if not enabled or self.mirror is None:
+            yield
+            return
+        from segtie.tracking.system import JournalSystemMetrics, next_system_step
+
+        sampler = JournalSystemMetrics(lambda metrics, step: self.log_metrics(metrics, step),
+                                       interval, next_system_step(self.records)).start()
+        try:
+            yield
+        finally:
+            sampler.stop()
 
     def log_artifact(self, path, artifact_path: Optional[str] = None) -> None:
         """Record ``path`` (inside the run folder) as an artifact."""
@@ -122,17 +149,22 @@ class RunRecorder:
 class EpochMetrics(keras.callbacks.Callback):
     """Journal each epoch's logs (step = the 0-based epoch) and push them to MLflow.
 
+    ``timing``: an optional :class:`segtie.training.callbacks.EpochTiming` (earlier
+    in the callback list) whose figures join the epoch's metrics.
+
     Put it after the callbacks that add to the logs (the learning rate) and before
     the backup: a kill before the backup makes the resumed run redo the epoch, and it
     drops this epoch's journal records first (:meth:`Journal.drop_epochs_from`).
     """
 
-    def __init__(self, recorder: RunRecorder):
+    def __init__(self, recorder: RunRecorder, timing=None):
         super().__init__()
         self.recorder = recorder
+        self.timing = timing
 
     def on_epoch_end(self, epoch, logs=None):
-        self.recorder.log_metrics(dict(logs or {}), step=epoch, epoch=epoch)
+        figures = self.timing.figures() if self.timing is not None else {}
+        self.recorder.log_metrics({**(logs or {}), **figures}, step=epoch, epoch=epoch)
         self.recorder.sync()
 
 
