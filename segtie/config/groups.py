@@ -114,9 +114,12 @@ class DataConfig:
     pixel of the dataset (``null``: unknown). ``patch_size`` switches training to random ``[height, width]`` patches
     of the image at ``image_size``, ``patches_per_image`` per image and epoch, a
     fraction ``patch_foreground_prob`` of them centred on a foreground pixel.
+    ``skip_invalid`` builds a dataset whose archive has unpaired or mismatched files
+    from its valid pairs (recorded in the dataset info and the MLflow run) instead
+    of refusing it with the list (``hippocampus``).
     """
 
-    name: str = _field("kvasir_seg", choices=("kvasir_seg", "drive", "folder"))
+    name: str = _field("kvasir_seg", choices=("kvasir_seg", "drive", "folder", "hippocampus"))
     data_dir: str = "data/tfds"
     manual_dir: str = "data"
     image_size: list = _field(lambda: [128, 128], factory=True)
@@ -133,6 +136,7 @@ class DataConfig:
     patch_size: Optional[list] = None
     patches_per_image: int = _field(1, low=1)
     patch_foreground_prob: float = _field(0.33, low=0.0, high=1.0)
+    skip_invalid: bool = False
 
     def __post_init__(self):
         if (self.name == "folder") != (self.folder is not None):

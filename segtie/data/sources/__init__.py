@@ -12,12 +12,13 @@ from typing import Callable
 import tensorflow as tf
 
 from segtie.data.sources.drive import Drive, load_drive_split, prepare_drive
+from segtie.data.sources.hippocampus import Hippocampus, load_hippocampus_split
 from segtie.data.sources.folder import load_folder_split, validate_folder
 from segtie.data.sources.kvasir_seg import KvasirSeg, load_kvasir_split, prepare_kvasir_seg
 from segtie.data.splits import SPLITS, check_split
 
-__all__ = ["Drive", "KvasirSeg", "LOADERS", "SPLITS", "load_split", "load_drive_split",
-           "load_folder_split", "load_kvasir_split", "prepare_drive", "prepare_kvasir_seg",
+__all__ = ["Drive", "Hippocampus", "KvasirSeg", "LOADERS", "SPLITS", "load_split", "load_drive_split",
+           "load_folder_split", "load_hippocampus_split", "load_kvasir_split", "prepare_drive", "prepare_kvasir_seg",
            "validate_folder"]
 
 # DataConfig.name -> function(data_config, split) -> tf.data.Dataset of raw examples.
@@ -25,6 +26,7 @@ LOADERS: dict[str, Callable[..., tf.data.Dataset]] = {
     "kvasir_seg": load_kvasir_split,
     "drive": load_drive_split,
     "folder": load_folder_split,
+    "hippocampus": load_hippocampus_split,
 }
 
 
