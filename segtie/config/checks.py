@@ -80,13 +80,19 @@ def _check_model_fits_data(config: Config) -> None:
                 f"(model.depth = {config.model.depth}), received {size}")
 
 
+DATASET_CLASSES = {"hippocampus": 3}  # multi-class public datasets: classes incl. background
+
+
 def implied_num_classes(data: DataConfig) -> int:
     """Model outputs the data calls for: 1 (sigmoid) for binary masks, else K + 1.
 
+    Hippocampus has 3 classes (background, anterior, posterior: 3 softmax outputs).
     Binary data is Kvasir-SEG, DRIVE, and a folder without ``label_map`` or whose
     ``label_map`` has two classes (the pipeline then gives float masks in {0, 1});
     a ``label_map`` with classes 0..K, K >= 2, calls for ``K + 1`` softmax outputs.
     """
+    if data.name in DATASET_CLASSES:
+        return DATASET_CLASSES[data.name]
     if data.label_map is None:
         return 1
     classes = max(data.label_map.values()) + 1
@@ -97,7 +103,10 @@ def _check_model_classes(config: Config) -> None:
     data, expected = config.data, implied_num_classes(config.data)
     if config.model.num_classes == expected:
         return
-    if data.label_map is None:
+    if data.name in DATASET_CLASSES:
+        why = (f"`data.name` = {data.name!r} has classes 0..{expected - 1}, one softmax "
+               f"output each")
+    elif data.label_map is None:
         why = (f"binary masks (`data.name` = {data.name!r}, `data.label_map` = null) "
                f"need one sigmoid output")
     elif expected == 1:

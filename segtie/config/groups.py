@@ -191,7 +191,8 @@ class ModelConfig:
     base width that fits. ``num_classes`` is the number of logit channels: 1 for
     binary data (sigmoid), ``K + 1`` for a folder ``data.label_map`` with classes
     0..K, K >= 2 (softmax); it is checked against the data
-    (:func:`implied_num_classes`).
+    (:func:`implied_num_classes`). ``spatial_dims: 3`` builds the same network, every
+    tying scheme included, from 3-D layers for volumes (``hippocampus``).
     """
 
     in_channels: int = _field(3, low=1)
@@ -212,6 +213,7 @@ class ModelConfig:
     recompute: bool = False
     param_budget: Optional[int] = _field(None, low=1)
     memory_budget_mb: Optional[float] = _field(None, low=0.0)
+    spatial_dims: int = _field(2, choices=(2, 3))  # 3: volumes, Conv3D (segtie.nn.dims)
 
 
 @dataclasses.dataclass(frozen=True)
