@@ -56,7 +56,7 @@ SCHEMES = {  # name: (model keys, data keys, train keys)
     "mixed_bfloat16": ({"num_recurrences": 2}, {}, {"precision": "mixed_bfloat16"}),
     "3-D": ({"spatial_dims": 3, "in_channels": 1, "num_classes": 3, "num_recurrences": 2,
              "tie_levels": True, "width_multiplier": 1, "level_projection": True},
-            {"name": "hippocampus", "skip_invalid": True}, {}),
+            {"name": "hippocampus", "skip_invalid": True, "image_size": [SIZE] * 3}, {}),
 }
 
 

@@ -95,7 +95,7 @@ def test_3d_model_maps_volumes_to_logits_and_its_config_builds_it():
     assert tuple(out.shape) == (2, 8, 12, 16, 3)
     assert isinstance(model.get_layer("pool_0"), keras.layers.MaxPooling3D)
     assert isinstance(model.get_layer("up_0"), keras.layers.Conv3DTranspose)
-    config = cfg.from_dict({"data": {"name": "hippocampus"},
+    config = cfg.from_dict({"data": {"name": "hippocampus", "image_size": [16, 16, 16]},
                             "model": dict(TINY, **VOLUME, norm="instance")})
     built = build_model(config.model)
     assert built.count_params() == parameter_count(**unet_arguments(config.model))

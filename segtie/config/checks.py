@@ -70,7 +70,22 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
     return cls(**values)
 
 
+VOLUME_DATASETS = ("hippocampus",)  # 3-D datasets: model.spatial_dims 3
+
+
 def _check_model_fits_data(config: Config) -> None:
+    dims = config.model.spatial_dims
+    wanted = 3 if config.data.name in VOLUME_DATASETS else 2
+    if dims != wanted:
+        raise ValueError(f"`model.spatial_dims` must be {wanted} for `data.name` = "
+                         f"{config.data.name!r} ({'volumes' if wanted == 3 else 'images'}), "
+                         f"received {dims}")
+    for key, size in (("data.image_size", config.data.image_size),
+                      ("data.patch_size", config.data.patch_size),
+                      ("eval.window_size", config.eval.window_size)):
+        if size is not None and len(size) != dims:
+            raise ValueError(f"`{key}` must have {dims} sides for `model.spatial_dims` = "
+                             f"{dims}, received {size}")
     factor = 2 ** (config.model.depth - 1)
     for key in ("image_size", "patch_size"):
         size = getattr(config.data, key)

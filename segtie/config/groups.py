@@ -24,19 +24,22 @@ def check_spacing(key: str, value: Any) -> None:
 
 
 def check_size(key: str, value: Any, optional: bool = False, limit: Any = None) -> None:
-    """``value`` must be ``[height, width]`` of two positive ints (each <= ``limit``).
+    """``value`` must be ``[height, width]`` of two positive ints, or ``[depth, height,
+    width]`` of three for volumes (each <= ``limit``, of the same length).
 
     Raises:
         ValueError: naming ``key``, the rule and the value received.
     """
     if value is None and optional:
         return
-    limit = limit or (None, None)
-    if not (isinstance(value, (list, tuple)) and len(value) == 2 and all(
+    limit = limit or (None, None, None)
+    if not (isinstance(value, (list, tuple)) and len(value) in (2, 3)
+            and (limit[0] is None or len(limit) == len(value)) and all(
             isinstance(v, int) and not isinstance(v, bool) and v > 0
             and (high is None or v <= high) for v, high in zip(value, limit))):
         bound = f" no larger than {list(limit)!r}" if limit[0] is not None else ""
-        raise ValueError(f"`{key}` must be [height, width] of two positive integers{bound}"
+        raise ValueError(f"`{key}` must be [height, width] of two positive integers (or "
+                         f"[depth, height, width] for volumes){bound}"
                          f"{', or null' if optional else ''}, received {value!r}")
 
 
