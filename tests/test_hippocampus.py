@@ -175,3 +175,18 @@ def test_read_nifti_bytes_reads_spacing_and_refuses_4d():
 def test_missing_archive_lists_where_it_looked(tmp_path):
     with pytest.raises(FileNotFoundError, match=hippocampus.ARCHIVE_NAME):
         hippocampus.prepare_hippocampus(tmp_path / "tfds", tmp_path / "nowhere")
+
+
+def test_the_recipe_builds_the_3d_model_its_header_states():
+    from segtie import config as cfg
+    from segtie.nn import build_model, check_model, parameter_count, unet_arguments
+
+    config = cfg.load_config("hippocampus")
+    check_model(config.model)
+    assert config.model.spatial_dims == 3 and config.data.skip_invalid
+    assert config.eval.window_size == config.data.patch_size == [32, 32, 32]
+    model = build_model(config.model)
+    # by hand, widths 16/32/64, 27 weights per 3x3x3 channel pair, 2 instance norms
+    # (2F each) a block: encoder 7,440 + 41,664 + 166,272, decoder (up-convolution
+    # 2x2x2 and block) 16,416 + 83,136 and 4,112 + 20,832, head 51
+    assert model.count_params() == parameter_count(**unet_arguments(config.model)) == 339_923

@@ -104,7 +104,8 @@ class AugmentConfig:
 class DataConfig:
     """Where the data is and how it is fed to the model.
 
-    ``image_size`` is ``[height, width]`` in pixels after resizing. ``manual_dir`` is
+    ``image_size`` is ``[height, width]`` in pixels after resizing (volumes:
+    ``[depth, height, width]``, padded or cropped about the centre, never resampled). ``manual_dir`` is
     the folder holding the publisher's archive when there is no network; the
     environment variable ``SEGTIE_MANUAL_DIR`` overrides it. ``max_train_cases``
     caps the training split (``null`` = all), for quick runs and tests.
