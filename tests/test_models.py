@@ -144,9 +144,12 @@ def test_keras_round_trip_of_a_3d_model_keeps_the_tied_kernel(tmp_path):
     assert [w.path for w in loaded.weights].count("encoder/tied_conv_0/kernel") == 1
 
 
-def test_saved_model_export_keeps_one_variable_per_tied_kernel(tmp_path):
-    model = build_unet(**dict(ALL, depth=2))  # every scheme; depth 2 exports faster
-    x = np.random.RandomState(1).rand(2, *SIZE, 3).astype("float32")
+@pytest.mark.parametrize("volume", [False, True], ids=["2d", "3d"])
+def test_saved_model_export_keeps_one_variable_per_tied_kernel(tmp_path, volume):
+    args = dict(ALL, depth=2, **(VOLUME if volume else {}))  # every scheme; depth 2: faster
+    model = build_unet(**args)
+    shape = (2, *SIZE_3D, 1) if volume else (2, *SIZE, 3)
+    x = np.random.RandomState(1).rand(*shape).astype("float32")
     model.export(str(tmp_path / "saved"), verbose=False)
     loaded = tf.saved_model.load(str(tmp_path / "saved"))
     np.testing.assert_allclose(loaded.serve(x).numpy(), model(x, training=False).numpy(),
@@ -155,7 +158,7 @@ def test_saved_model_export_keeps_one_variable_per_tied_kernel(tmp_path):
                 for v in loaded.signatures["serving_default"].variables]
     assert sorted(captured) == sorted(w.path for w in model.weights)
     assert captured.count("encoder/tied_conv_0/kernel") == 1
-    untied = build_unet(**{**ALL, **UNTIE, "depth": 2})
+    untied = build_unet(**{**args, **UNTIE})
     assert len(captured) < len(untied.weights)
 
 

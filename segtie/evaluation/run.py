@@ -46,6 +46,21 @@ def _volume_cases(dataset):
                "spacing": case["spacing"]}
 
 
+def _check_volume_options(ev) -> None:
+    """Refuse evaluation options that the 3-D path does not implement (never ignored).
+
+    Raises:
+        ValueError: naming the option.
+    """
+    for key in ("tta_mirror", "largest_component", "keep_probabilities", "accuracy"):
+        if getattr(ev, key):
+            raise ValueError(f"`eval.{key}` must be false for volumes "
+                             f"(`model.spatial_dims` = 3): not implemented in 3-D")
+    if not ev.sliding_window:
+        raise ValueError("`eval.sliding_window` must be true for volumes (`model.spatial_dims`"
+                         " = 3): they are evaluated at their own size, window by window")
+
+
 def has_field_of_view(dataset) -> bool:
     """Whether the evaluation cases carry a field-of-view mask (DRIVE)."""
     return "fov" in dataset.element_spec
@@ -94,6 +109,8 @@ def run_evaluation(model, config, dataset, split: str, checkpoint: str) -> Evalu
         checkpoint: the checkpoint spec (a ``.keras`` path or an MLflow URI).
     """
     ev, fov = config.eval, has_field_of_view(dataset)
+    if config.model.spatial_dims == 3:
+        _check_volume_options(ev)  # before any run is opened
     cardinality = int(dataset.cardinality().numpy())
     num_cases = cardinality if cardinality >= 0 else None
     train_run = checkpoints.training_run_id(checkpoint, config.tracking.tracking_uri)
