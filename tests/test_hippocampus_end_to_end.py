@@ -20,7 +20,7 @@ from segtie import cli
 from segtie import config as cfg
 from segtie.training import train
 
-pytestmark = pytest.mark.slow  # about 60 s on 2 busy CPU cores
+pytestmark = pytest.mark.slow  # about 20 s on 2 idle CPU cores, 70 s on busy ones
 
 
 @pytest.fixture(scope="module")
