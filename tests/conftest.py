@@ -8,6 +8,7 @@ Tests that need an archive are skipped, with the reason, when it is absent (they
 fail instead under ``SEGTIE_REQUIRE_DATA=1``, as in CI; see ``realdata.py``).
 """
 
+import functools
 import os
 from pathlib import Path
 
@@ -16,13 +17,14 @@ import numpy as np
 import pytest
 
 from segtie.config import DataConfig
-from segtie.data.sources import drive
+from segtie.data.sources import drive, hippocampus
 from segtie.data.sources.kvasir_seg import ARCHIVE_NAME, MANUAL_DIR_ENV, prepare_kvasir_seg
 
 from realdata import SHARED_DATA, require_archive
 
 KVASIR_ARCHIVE = SHARED_DATA / ARCHIVE_NAME
 DRIVE_ARCHIVE = SHARED_DATA / drive.ARCHIVE_NAME
+HIPPOCAMPUS_ARCHIVE = SHARED_DATA / hippocampus.ARCHIVE_NAME
 TFDS_DIR_ENV = "SEGTIE_TEST_TFDS_DIR"
 
 
@@ -76,6 +78,26 @@ def drive_data_config(drive_tfds_dir) -> DataConfig:
     """:class:`DataConfig` for the prepared DRIVE build (``name: drive``)."""
     return DataConfig(name="drive", data_dir=str(drive_tfds_dir),
                       manual_dir=str(SHARED_DATA))
+
+
+@pytest.fixture(scope="session")
+def hippocampus_archive() -> Path:
+    """Path of the real ``hippocampus-msd-udacity.zip``; skips the test when it is absent."""
+    return require_archive(HIPPOCAMPUS_ARCHIVE)
+
+
+@pytest.fixture(scope="session")
+def hippocampus_tfds_dir(hippocampus_archive, tmp_path_factory) -> Path:
+    """A TFDS folder holding the ``hippocampus/skip_invalid`` build (about 8 s, once)."""
+    prepare = functools.partial(hippocampus.prepare_hippocampus, skip_invalid=True)
+    return _prepare(prepare, hippocampus_archive, tmp_path_factory, "tfds_hippocampus")
+
+
+@pytest.fixture(scope="session")
+def hippocampus_data_config(hippocampus_tfds_dir) -> DataConfig:
+    """:class:`DataConfig` for the prepared Hippocampus build (``skip_invalid: true``)."""
+    return DataConfig(name="hippocampus", data_dir=str(hippocampus_tfds_dir),
+                      manual_dir=str(SHARED_DATA), skip_invalid=True)
 
 
 @pytest.fixture(scope="session")

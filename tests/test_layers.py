@@ -11,16 +11,25 @@ IN_SHAPE = (2, 8, 8, 4)
 F = 5
 
 
-def _block(num_iterations, tied=True, **kwargs):
-    block = RecurrentConvBlock(F, num_iterations=num_iterations, tied=tied, **kwargs)
-    block.build(IN_SHAPE)
+IN_SHAPE_3D = (2, 6, 8, 4, 4)  # (batch, D, H, W, C): spatial_dims=3
+
+
+def _in_shape(spatial_dims):
+    return IN_SHAPE if spatial_dims == 2 else IN_SHAPE_3D
+
+
+def _block(num_iterations, tied=True, spatial_dims=2, **kwargs):
+    block = RecurrentConvBlock(F, num_iterations=num_iterations, tied=tied,
+                               spatial_dims=spatial_dims, **kwargs)
+    block.build(_in_shape(spatial_dims))
     return block
 
 
 def _untied_copy(tied_block):
     """An untied block whose every use starts from the tied block's weights."""
     untied = _block(tied_block.num_iterations, tied=False,
-                    norm_per_iteration=tied_block.norm_per_iteration)
+                    norm_per_iteration=tied_block.norm_per_iteration,
+                    spatial_dims=tied_block.spatial_dims)
     untied.entry_conv.set_weights(tied_block.entry_conv.get_weights())
     untied.entry_norm.set_weights(tied_block.entry_norm.get_weights())
     for norm_u, norm_t in zip(untied.norms, tied_block.norms):
@@ -34,16 +43,18 @@ def _count(block):
     return sum(int(np.prod(w.shape)) for w in block.weights)
 
 
+@pytest.mark.parametrize("spatial_dims, k", [(2, 9), (3, 27)])  # 3x3 and 3x3x3
 @pytest.mark.parametrize("num_iterations", [1, 2, 3, 5])
-def test_parameter_count_follows_formula_and_is_independent_of_iterations(num_iterations):
+def test_parameter_count_follows_formula_and_is_independent_of_iterations(num_iterations,
+                                                                          spatial_dims, k):
     c_in = IN_SHAPE[-1]
-    block = _block(num_iterations)
-    expected = (9 * c_in * F + F + 4 * F) + (9 * F * F + F) + 4 * F
+    block = _block(num_iterations, spatial_dims=spatial_dims)
+    expected = (k * c_in * F + F + 4 * F) + (k * F * F + F) + 4 * F
     assert _count(block) == expected
-    per_iter = _block(num_iterations, norm_per_iteration=True)
+    per_iter = _block(num_iterations, norm_per_iteration=True, spatial_dims=spatial_dims)
     assert _count(per_iter) == expected + 4 * F * (num_iterations - 1)
-    untied = _block(num_iterations, tied=False)
-    assert _count(untied) == expected + (9 * F * F + F) * (num_iterations - 1)
+    untied = _block(num_iterations, tied=False, spatial_dims=spatial_dims)
+    assert _count(untied) == expected + (k * F * F + F) * (num_iterations - 1)
 
 
 def test_tied_block_has_one_kernel_variable_used_by_every_iteration():
@@ -53,12 +64,13 @@ def test_tied_block_has_one_kernel_variable_used_by_every_iteration():
     assert all(block.conv_for(t) is block.convs[0] for t in range(4))
 
 
-@pytest.mark.parametrize("norm_per_iteration", [False, True])
-def test_tied_gradient_equals_sum_of_untied_per_use_gradients(norm_per_iteration):
+@pytest.mark.parametrize("norm_per_iteration, spatial_dims", [(False, 2), (True, 2), (False, 3)])
+def test_tied_gradient_equals_sum_of_untied_per_use_gradients(norm_per_iteration, spatial_dims):
     tf.random.set_seed(0)
-    x = tf.random.normal(IN_SHAPE)
-    weights = tf.random.normal(IN_SHAPE[:-1] + (F,))
-    tied = _block(3, norm_per_iteration=norm_per_iteration)
+    shape = _in_shape(spatial_dims)
+    x = tf.random.normal(shape)
+    weights = tf.random.normal(shape[:-1] + (F,))
+    tied = _block(3, norm_per_iteration=norm_per_iteration, spatial_dims=spatial_dims)
     untied = _untied_copy(tied)
 
     def grads(block, variables):
@@ -105,10 +117,20 @@ def test_num_iterations_one_is_two_plain_convolutions():
     assert [tuple(w.shape) for w in convs] == [(3, 3, IN_SHAPE[-1], F), (3, 3, F, F)]
 
 
+def test_3d_block_has_one_3x3x3_kernel_and_keeps_the_volume_shape():
+    block = _block(4, spatial_dims=3)
+    convs = [w for w in block.weights if w.path.endswith("kernel")]
+    assert [tuple(w.shape) for w in convs] == [(3, 3, 3, 4, F), (3, 3, 3, F, F)]
+    out = block(tf.random.normal(IN_SHAPE_3D, seed=5))
+    assert tuple(out.shape) == IN_SHAPE_3D[:-1] + (F,)
+    with pytest.raises(ValueError, match=r"`spatial_dims` must be one of \[2, 3\], received 1"):
+        RecurrentConvBlock(F, spatial_dims=1)
+
+
 def test_config_round_trip():
     block = RecurrentConvBlock(7, num_iterations=3, norm="none", norm_per_iteration=True,
                                tied=False, dropout=0.1, num_uses=3, norm_per_use=True,
-                               recompute=True, name="b")
+                               recompute=True, spatial_dims=3, name="b")
     clone = RecurrentConvBlock.from_config(block.get_config())
     assert clone.get_config() == block.get_config()
 

@@ -54,7 +54,17 @@ SCHEMES = {  # name: (model keys, data keys, train keys)
     "multi-class": ({"num_classes": 3}, {"name": "folder", "folder": "my-images",
                                          "label_map": LABEL_MAP}, {}),
     "mixed_bfloat16": ({"num_recurrences": 2}, {}, {"precision": "mixed_bfloat16"}),
+    "3-D": ({"spatial_dims": 3, "in_channels": 1, "num_classes": 3, "num_recurrences": 2,
+             "tie_levels": True, "width_multiplier": 1, "level_projection": True},
+            {"name": "hippocampus", "skip_invalid": True, "image_size": [SIZE] * 3}, {}),
 }
+
+
+def scheme_input(config) -> np.ndarray:
+    """The input of a scheme's model: 2 images, or 2 single-channel volumes for 3-D."""
+    spatial = (SIZE,) * config.model.spatial_dims
+    return np.random.default_rng(0).random((2, *spatial, config.model.in_channels),
+                                           dtype=np.float32)
 
 # Runs in the fresh process: argv[1] is a JSON list of cases, argv[2] the report file.
 FRESH = r"""
@@ -168,13 +178,14 @@ def describe(model) -> dict:
 def fresh(tmp_path_factory):
     """Save every scheme, then load them all in one fresh process; returns the results."""
     root = tmp_path_factory.mktemp("loading")
-    x = np.random.default_rng(0).random((2, SIZE, SIZE, 3), dtype=np.float32)
-    np.save(root / "input.npy", x)
     cases, local = [], {}
     for seed, name in enumerate(SCHEMES):
         config, checkpoint, model = save_run(name, root / "runs", seed)
+        x = scheme_input(config)
+        np.save(root / f"input-{seed}.npy", x)
         out = root / f"out-{seed}"
-        cases.append({"name": name, "checkpoint": str(checkpoint), "input": str(root / "input.npy"),
+        cases.append({"name": name, "checkpoint": str(checkpoint),
+                      "input": str(root / f"input-{seed}.npy"),
                       "out_package": f"{out}-package.npy", "out_command": f"{out}-command.npy"})
         want = {"package": keras.ops.convert_to_numpy(model(x, training=False)),
                 "command": model.predict_on_batch(x)}
@@ -213,7 +224,8 @@ def test_checkpoint_loads_in_a_fresh_process_with_identical_outputs(fresh, name)
         assert entry[how] == layout  # same tied variables, parameters and dtype policies
     # The command read the run folder's own config (not the default recipe).
     assert entry["config"] == json.loads(json.dumps(cfg.to_dict(config)))
-    assert want["command"].shape == (2, SIZE, SIZE, config.model.num_classes)
+    assert want["command"].shape == ((2,) + (SIZE,) * config.model.spatial_dims
+                                     + (config.model.num_classes,))
     assert np.std(want["command"]) > 1e-3  # a constant output would prove little
 
 
@@ -227,5 +239,6 @@ def test_the_schemes_differ_where_they_should(fresh):
     assert "encoder" in layout["tie_levels+tie_decoder"]["policies"]  # one shared block
     assert "encoder_0" not in layout["tie_levels+tie_decoder"]["policies"]
     assert local["multi-class"][1]["command"].shape[-1] == 3
+    assert local["3-D"][1]["command"].ndim == 5  # (batch, D, H, W, classes)
     # num_iterations ties one kernel: the same parameters as two iterations.
     assert layout["num_iterations"]["params"] == layout["recompute"]["params"]

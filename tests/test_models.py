@@ -18,6 +18,8 @@ LEVELS = dict(TINY, width_multiplier=1, tie_levels=True, level_projection=True)
 ALL = dict(LEVELS, tie_decoder=True, num_recurrences=2, num_iterations=3)
 UNTIE = dict(tied=False, tie_levels=False, tie_decoder=False, tie_recurrences=False)
 SIZE = [16, 16]
+VOLUME = dict(spatial_dims=3, in_channels=1, num_classes=3)  # a 3-D model, Hippocampus-like
+SIZE_3D = [8, 8, 8]
 
 
 def test_parameter_count_is_independent_of_num_iterations():
@@ -40,8 +42,11 @@ def test_parameter_count_is_independent_of_num_iterations():
     dict(TINY, num_recurrences=3),
     dict(ALL, **UNTIE),
     ALL,
+    VOLUME,
+    dict(ALL, **VOLUME),
+    dict(ALL, **VOLUME, **UNTIE),
 ], ids=["plain", "projection", "levels-shared-norm", "levels", "decoder", "instance", "recurrent",
-        "all-untied", "all"])
+        "all-untied", "all", "3d-plain", "3d-all", "3d-all-untied"])
 def test_parameter_count_follows_the_documented_formula(kwargs):
     args = {**TINY, **kwargs}
     assert build_unet(**args).count_params() == parameter_count(**args)
@@ -68,6 +73,33 @@ def test_tying_is_real_for_every_scheme(tied_args, untied_args):
     untied = build_unet(**{**tied_args, **untied_args})
     assert untied.count_params() > tied.count_params()
     assert assert_tying_is_real(tied, untied, SIZE) >= 1
+
+
+@pytest.mark.parametrize("tied_args, untied_args", [
+    (dict(TINY, **VOLUME), dict(tied=False)),
+    (dict(ALL, depth=2, **VOLUME), UNTIE),
+], ids=["3d-iterations", "3d-all"])
+def test_tying_is_real_in_3d(tied_args, untied_args):
+    tied = build_unet(**tied_args)
+    untied = build_unet(**{**tied_args, **untied_args})
+    assert untied.count_params() > tied.count_params()
+    assert assert_tying_is_real(tied, untied, SIZE_3D, channels=1) >= 1
+    block = tied.get_layer("encoder" if tied_args.get("tie_levels") else "encoder_0")
+    assert len(block.convs) == 1  # one 3x3x3 kernel for every use (and level, if tied)
+    assert tuple(block.convs[0].kernel.shape) == (3, 3, 3, 4, 4)
+
+
+def test_3d_model_maps_volumes_to_logits_and_its_config_builds_it():
+    model = build_unet(**dict(TINY, **VOLUME))
+    out = model(np.random.rand(2, 8, 12, 16, 1).astype("float32"))
+    assert tuple(out.shape) == (2, 8, 12, 16, 3)
+    assert isinstance(model.get_layer("pool_0"), keras.layers.MaxPooling3D)
+    assert isinstance(model.get_layer("up_0"), keras.layers.Conv3DTranspose)
+    config = cfg.from_dict({"data": {"name": "hippocampus", "image_size": [16, 16, 16]},
+                            "model": dict(TINY, **VOLUME, norm="instance")})
+    built = build_model(config.model)
+    assert built.count_params() == parameter_count(**unet_arguments(config.model))
+    assert tuple(built.inputs[0].shape) == (None, None, None, None, 1)
 
 
 def test_outputs_logits_of_the_right_shape():
@@ -99,9 +131,25 @@ def test_keras_round_trip_keeps_one_variable_per_tied_kernel(tmp_path):
     assert loaded.get_layer("encoder").num_uses == ALL["depth"]
 
 
-def test_saved_model_export_keeps_one_variable_per_tied_kernel(tmp_path):
-    model = build_unet(**dict(ALL, depth=2))  # every scheme; depth 2 exports faster
-    x = np.random.RandomState(1).rand(2, *SIZE, 3).astype("float32")
+def test_keras_round_trip_of_a_3d_model_keeps_the_tied_kernel(tmp_path):
+    args = dict(ALL, depth=2, **VOLUME)
+    model = build_unet(**args)
+    x = np.random.RandomState(2).rand(1, *SIZE_3D, 1).astype("float32")
+    before = model(x, training=False)
+    model.save(tmp_path / "model.keras")
+    loaded = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True)
+    np.testing.assert_allclose(loaded(x, training=False), before, rtol=1e-5, atol=1e-6)
+    assert loaded.count_params() == parameter_count(**args)
+    assert loaded.get_layer("encoder").spatial_dims == 3
+    assert [w.path for w in loaded.weights].count("encoder/tied_conv_0/kernel") == 1
+
+
+@pytest.mark.parametrize("volume", [False, True], ids=["2d", "3d"])
+def test_saved_model_export_keeps_one_variable_per_tied_kernel(tmp_path, volume):
+    args = dict(ALL, depth=2, **(VOLUME if volume else {}))  # every scheme; depth 2: faster
+    model = build_unet(**args)
+    shape = (2, *SIZE_3D, 1) if volume else (2, *SIZE, 3)
+    x = np.random.RandomState(1).rand(*shape).astype("float32")
     model.export(str(tmp_path / "saved"), verbose=False)
     loaded = tf.saved_model.load(str(tmp_path / "saved"))
     np.testing.assert_allclose(loaded.serve(x).numpy(), model(x, training=False).numpy(),
@@ -110,7 +158,7 @@ def test_saved_model_export_keeps_one_variable_per_tied_kernel(tmp_path):
                 for v in loaded.signatures["serving_default"].variables]
     assert sorted(captured) == sorted(w.path for w in model.weights)
     assert captured.count("encoder/tied_conv_0/kernel") == 1
-    untied = build_unet(**{**ALL, **UNTIE, "depth": 2})
+    untied = build_unet(**{**args, **UNTIE})
     assert len(captured) < len(untied.weights)
 
 

@@ -70,7 +70,22 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
     return cls(**values)
 
 
+VOLUME_DATASETS = ("hippocampus",)  # 3-D datasets: model.spatial_dims 3
+
+
 def _check_model_fits_data(config: Config) -> None:
+    dims = config.model.spatial_dims
+    wanted = 3 if config.data.name in VOLUME_DATASETS else 2
+    if dims != wanted:
+        raise ValueError(f"`model.spatial_dims` must be {wanted} for `data.name` = "
+                         f"{config.data.name!r} ({'volumes' if wanted == 3 else 'images'}), "
+                         f"received {dims}")
+    for key, size in (("data.image_size", config.data.image_size),
+                      ("data.patch_size", config.data.patch_size),
+                      ("eval.window_size", config.eval.window_size)):
+        if size is not None and len(size) != dims:
+            raise ValueError(f"`{key}` must have {dims} sides for `model.spatial_dims` = "
+                             f"{dims}, received {size}")
     factor = 2 ** (config.model.depth - 1)
     for key in ("image_size", "patch_size"):
         size = getattr(config.data, key)
@@ -80,13 +95,19 @@ def _check_model_fits_data(config: Config) -> None:
                 f"(model.depth = {config.model.depth}), received {size}")
 
 
+DATASET_CLASSES = {"hippocampus": 3}  # multi-class public datasets: classes incl. background
+
+
 def implied_num_classes(data: DataConfig) -> int:
     """Model outputs the data calls for: 1 (sigmoid) for binary masks, else K + 1.
 
+    Hippocampus has 3 classes (background, anterior, posterior: 3 softmax outputs).
     Binary data is Kvasir-SEG, DRIVE, and a folder without ``label_map`` or whose
     ``label_map`` has two classes (the pipeline then gives float masks in {0, 1});
     a ``label_map`` with classes 0..K, K >= 2, calls for ``K + 1`` softmax outputs.
     """
+    if data.name in DATASET_CLASSES:
+        return DATASET_CLASSES[data.name]
     if data.label_map is None:
         return 1
     classes = max(data.label_map.values()) + 1
@@ -97,7 +118,10 @@ def _check_model_classes(config: Config) -> None:
     data, expected = config.data, implied_num_classes(config.data)
     if config.model.num_classes == expected:
         return
-    if data.label_map is None:
+    if data.name in DATASET_CLASSES:
+        why = (f"`data.name` = {data.name!r} has classes 0..{expected - 1}, one softmax "
+               f"output each")
+    elif data.label_map is None:
         why = (f"binary masks (`data.name` = {data.name!r}, `data.label_map` = null) "
                f"need one sigmoid output")
     elif expected == 1:

@@ -24,19 +24,22 @@ def check_spacing(key: str, value: Any) -> None:
 
 
 def check_size(key: str, value: Any, optional: bool = False, limit: Any = None) -> None:
-    """``value`` must be ``[height, width]`` of two positive ints (each <= ``limit``).
+    """``value`` must be ``[height, width]`` of two positive ints, or ``[depth, height,
+    width]`` of three for volumes (each <= ``limit``, of the same length).
 
     Raises:
         ValueError: naming ``key``, the rule and the value received.
     """
     if value is None and optional:
         return
-    limit = limit or (None, None)
-    if not (isinstance(value, (list, tuple)) and len(value) == 2 and all(
+    limit = limit or (None, None, None)
+    if not (isinstance(value, (list, tuple)) and len(value) in (2, 3)
+            and (limit[0] is None or len(limit) == len(value)) and all(
             isinstance(v, int) and not isinstance(v, bool) and v > 0
             and (high is None or v <= high) for v, high in zip(value, limit))):
         bound = f" no larger than {list(limit)!r}" if limit[0] is not None else ""
-        raise ValueError(f"`{key}` must be [height, width] of two positive integers{bound}"
+        raise ValueError(f"`{key}` must be [height, width] of two positive integers (or "
+                         f"[depth, height, width] for volumes){bound}"
                          f"{', or null' if optional else ''}, received {value!r}")
 
 
@@ -101,7 +104,8 @@ class AugmentConfig:
 class DataConfig:
     """Where the data is and how it is fed to the model.
 
-    ``image_size`` is ``[height, width]`` in pixels after resizing. ``manual_dir`` is
+    ``image_size`` is ``[height, width]`` in pixels after resizing (volumes:
+    ``[depth, height, width]``, padded or cropped about the centre, never resampled). ``manual_dir`` is
     the folder holding the publisher's archive when there is no network; the
     environment variable ``SEGTIE_MANUAL_DIR`` overrides it. ``max_train_cases``
     caps the training split (``null`` = all), for quick runs and tests.
@@ -114,9 +118,12 @@ class DataConfig:
     pixel of the dataset (``null``: unknown). ``patch_size`` switches training to random ``[height, width]`` patches
     of the image at ``image_size``, ``patches_per_image`` per image and epoch, a
     fraction ``patch_foreground_prob`` of them centred on a foreground pixel.
+    ``skip_invalid`` builds a dataset whose archive has unpaired or mismatched files
+    from its valid pairs (recorded in the dataset info and the MLflow run) instead
+    of refusing it with the list (``hippocampus``).
     """
 
-    name: str = _field("kvasir_seg", choices=("kvasir_seg", "drive", "folder"))
+    name: str = _field("kvasir_seg", choices=("kvasir_seg", "drive", "folder", "hippocampus"))
     data_dir: str = "data/tfds"
     manual_dir: str = "data"
     image_size: list = _field(lambda: [128, 128], factory=True)
@@ -133,6 +140,7 @@ class DataConfig:
     patch_size: Optional[list] = None
     patches_per_image: int = _field(1, low=1)
     patch_foreground_prob: float = _field(0.33, low=0.0, high=1.0)
+    skip_invalid: bool = False
 
     def __post_init__(self):
         if (self.name == "folder") != (self.folder is not None):
@@ -187,7 +195,8 @@ class ModelConfig:
     base width that fits. ``num_classes`` is the number of logit channels: 1 for
     binary data (sigmoid), ``K + 1`` for a folder ``data.label_map`` with classes
     0..K, K >= 2 (softmax); it is checked against the data
-    (:func:`implied_num_classes`).
+    (:func:`implied_num_classes`). ``spatial_dims: 3`` builds the same network, every
+    tying scheme included, from 3-D layers for volumes (``hippocampus``).
     """
 
     in_channels: int = _field(3, low=1)
@@ -208,6 +217,7 @@ class ModelConfig:
     recompute: bool = False
     param_budget: Optional[int] = _field(None, low=1)
     memory_budget_mb: Optional[float] = _field(None, low=0.0)
+    spatial_dims: int = _field(2, choices=(2, 3))  # 3: volumes, Conv3D (segtie.nn.dims)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Data: public datasets as TFDS builders, your own folder, and the tf.data pipeline.
 
 - :mod:`~segtie.data.sources`: one TFDS builder per public dataset (Kvasir-SEG,
-  DRIVE) reading the publisher's archive, a folder of image files, and
+  DRIVE, Hippocampus volumes) reading the publisher's archive, a folder of image files, and
   :func:`~segtie.data.sources.load_split`, the one entry point to a split's raw
   examples. A new dataset is a new module there plus a line in its ``LOADERS``;
 - :mod:`~segtie.data.image_files`: decoding image and mask files (the one JPEG-mask
@@ -10,6 +10,10 @@
   (TensorFlow only, no TFDS);
 - :mod:`~segtie.data.patches`, :mod:`~segtie.data.augment`: random patches and the
   augmentation suite (pure TF, image and mask together);
+- :mod:`~segtie.data.nifti`: NIfTI volumes read with nibabel (spacing, affine,
+  orientation) and the per-volume z-score; :mod:`~segtie.data.volumes`: volumes
+  padded or cropped to one size; :mod:`~segtie.data.augment.volume`: 3-D flips,
+  axial quarter turns and intensity;
 - :mod:`~segtie.data.pipeline`: raw examples -> batches for Keras, and the cases
   of a split at their original size for evaluation.
 

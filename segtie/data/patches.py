@@ -31,41 +31,51 @@ def _corner(size, patch, uniform_seed, centre, use_centre):
 def random_patch(image: tf.Tensor, mask: tf.Tensor, seed: tf.Tensor,
                  patch_size: Sequence[int], foreground_prob: float
                  ) -> tuple[tf.Tensor, tf.Tensor]:
-    """Crop the same random patch from image and mask.
+    """Crop the same random patch from image and mask (2-D images or 3-D volumes).
 
     Args:
-        image: ``(H, W, C)`` tensor, any dtype.
-        mask: ``(H, W, 1)`` tensor, foreground where > 0, any dtype.
+        image: ``(H, W, C)`` or ``(D, H, W, C)`` tensor, any dtype.
+        mask: ``(H, W, 1)`` or ``(D, H, W, 1)`` tensor, foreground where > 0, any dtype.
         seed: shape ``(2,)`` integer seed of the stateless draws.
-        patch_size: ``[height, width]`` of the patch, at most ``(H, W)``.
+        patch_size: ``[height, width]`` (``[depth, height, width]``) of the patch, at
+            most the image's; one side per spatial axis.
         foreground_prob: probability in [0, 1] of centring on a foreground pixel.
 
     Shapes:
-        Returns ``(patch_h, patch_w, C)`` and ``(patch_h, patch_w, 1)``.
+        Returns ``(*patch_size, C)`` and ``(*patch_size, 1)``.
 
     Returns:
         ``(image_patch, mask_patch)`` with the input dtypes.
+
+    Raises:
+        ValueError: ``patch_size`` does not have one side per spatial axis.
     """
-    patch_h, patch_w = (int(s) for s in patch_size)
+    patch = [int(s) for s in patch_size]
     image, mask = tf.convert_to_tensor(image), tf.convert_to_tensor(mask)
-    shape = tf.shape(image)
-    height, width = shape[0], shape[1]
+    dims = len(patch)
+    if image.shape.rank != dims + 1:
+        raise ValueError(f"`patch_size` {patch} must have one side per spatial axis of the "
+                         f"image, received an image of shape {tuple(image.shape)}")
+    sides = tf.shape(image)[:dims]
     tf.debugging.assert_greater_equal(
-        tf.stack([height, width]), tf.constant([patch_h, patch_w]),
-        message=f"`patch_size` {[patch_h, patch_w]} is larger than the image")
-    seeds = tf.random.experimental.stateless_split(tf.convert_to_tensor(seed), num=4)
-    foreground = tf.cast(tf.where(mask[..., 0] > 0), tf.int32)  # (N, 2)
+        sides, tf.constant(patch), message=f"`patch_size` {patch} is larger than the image")
+    # Sub-seeds: one per axis for the uniform corner, then the centre and the coin
+    # (2-D keeps the draws of earlier versions: axes 0, 1, centre 2, coin 3).
+    seeds = tf.random.experimental.stateless_split(tf.convert_to_tensor(seed),
+                                                   num=dims + 2)
+    foreground = tf.cast(tf.where(mask[..., 0] > 0), tf.int32)  # (N, dims)
     count = tf.shape(foreground)[0]
-    index = tf.random.stateless_uniform([], seed=seeds[2], minval=0,
+    index = tf.random.stateless_uniform([], seed=seeds[dims], minval=0,
                                         maxval=tf.maximum(count, 1), dtype=tf.int32)
     # A dummy row keeps the gather valid when there is no foreground (then unused).
-    centre = tf.concat([foreground, tf.zeros([1, 2], tf.int32)], axis=0)[index]
-    use_centre = (count > 0) & (tf.random.stateless_uniform([], seed=seeds[3])
+    centre = tf.concat([foreground, tf.zeros([1, dims], tf.int32)], axis=0)[index]
+    use_centre = (count > 0) & (tf.random.stateless_uniform([], seed=seeds[dims + 1])
                                 < foreground_prob)
-    top = _corner(height, patch_h, seeds[0], centre[0], use_centre)
-    left = _corner(width, patch_w, seeds[1], centre[1], use_centre)
-    image_patch = image[top:top + patch_h, left:left + patch_w]
-    mask_patch = mask[top:top + patch_h, left:left + patch_w]
-    image_patch.set_shape([patch_h, patch_w, image.shape[-1]])
-    mask_patch.set_shape([patch_h, patch_w, mask.shape[-1]])
+    corner = tf.stack([_corner(sides[a], patch[a], seeds[a], centre[a], use_centre)
+                       for a in range(dims)])
+    begin = tf.concat([corner, [0]], axis=0)
+    image_patch = tf.slice(image, begin, patch + [-1])
+    mask_patch = tf.slice(mask, begin, patch + [-1])
+    image_patch.set_shape(patch + [image.shape[-1]])
+    mask_patch.set_shape(patch + [mask.shape[-1]])
     return image_patch, mask_patch

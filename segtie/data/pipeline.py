@@ -14,20 +14,28 @@ Patches: with ``DataConfig.patch_size`` set, training takes ``patches_per_image`
 random patches (:func:`segtie.data.patches.random_patch`, foreground-oversampled) of each
 image at ``image_size`` per epoch; the evaluation splits (``training=False``) stay
 whole images at ``image_size`` (a fully convolutional model takes both).
+
+Volumes (``image_size`` of three sides, ``hippocampus``): each z-scored volume is
+padded or cropped about its centre to ``image_size`` (:func:`segtie.data.volumes.fit_volume`,
+no resampling), patches are 3-D, and the augmentation is
+:func:`segtie.data.augment.volume.augment_volume`; images are float32 ``(batch, D,
+H, W, 1)``, masks int32 ``(batch, D, H, W, 1)``.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Optional, Sequence
+from typing import Optional
 
 import tensorflow as tf
 
 from segtie.config import implied_num_classes
 from segtie.data.augment import augment
+from segtie.data.augment.volume import augment_volume, check_volume_augment
 from segtie.data.patches import random_patch
 from segtie.data.preprocess import check_size, preprocess_image, preprocess_mask
 from segtie.data.sources import load_split
+from segtie.data.volumes import fit_volume
 
 __all__ = ["build_dataset", "build_eval_dataset"]
 
@@ -103,13 +111,18 @@ def build_dataset(data_config, split: str, *, training: bool, seed: int = 42,
                          and 0 <= start_epoch < epochs):
         raise ValueError(f"`start_epoch` must be an int in 0 .. epochs - 1 = {epochs - 1}, "
                          f"received start_epoch={start_epoch!r}, epochs={epochs!r}")
-    size = check_size(data_config.image_size)
+    volumes = len(data_config.image_size) == 3
+    size = list(data_config.image_size) if volumes else check_size(data_config.image_size)
     mask_dtype = tf.int32 if implied_num_classes(data_config) > 1 else tf.float32
     dataset = _limited_split(data_config, split)
-    dataset = dataset.map(
-        lambda case: (preprocess_image(case["image"], size),
-                      preprocess_mask(case["mask"], size, mask_dtype)),
-        num_parallel_calls=tf.data.AUTOTUNE)
+    if volumes:
+        check_volume_augment(data_config.augment)
+        prepare = lambda case: (fit_volume(case["image"], size),  # noqa: E731
+                                tf.cast(fit_volume(case["mask"], size), mask_dtype))
+    else:
+        prepare = lambda case: (preprocess_image(case["image"], size),  # noqa: E731
+                                preprocess_mask(case["mask"], size, mask_dtype))
+    dataset = dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
     if data_config.cache:
         dataset = dataset.cache()
     if training:
@@ -128,6 +141,7 @@ def _training_epochs(dataset: tf.data.Dataset, data_config, seed: int, start_epo
     repeats = data_config.patches_per_image if patch_size is not None else 1
     count = int(dataset.cardinality())
     augment_config = data_config.augment
+    augment_fn = augment_volume if len(data_config.image_size) == 3 else augment
 
     def example(index, pair, key):
         image, mask = pair
@@ -136,7 +150,7 @@ def _training_epochs(dataset: tf.data.Dataset, data_config, seed: int, start_epo
             patch_seed = tf.random.experimental.stateless_fold_in(pair_seed, 1)
             image, mask = random_patch(image, mask, patch_seed, patch_size,
                                        data_config.patch_foreground_prob)
-        return augment(image, mask, pair_seed, augment_config)
+        return augment_fn(image, mask, pair_seed, augment_config)
 
     def one_epoch(epoch):
         shuffle_seed, example_key = tf.unstack(_derived_seeds(seed, epoch))

@@ -3,7 +3,9 @@
 Cases that carry a field of view (DRIVE) are scored as the literature does: inside
 the FOV, against the first observer, with AUC/AP (``eval.keep_probabilities``) and
 accuracy (``eval.accuracy``) switched on; cases with a second observer's annotation
-add the block ``second_observer`` (the human reference) to summary.json.
+add the block ``second_observer`` (the human reference) to summary.json. Volumes
+(``model.spatial_dims: 3``) go through :func:`segtie.evaluation.volumes.evaluate_volumes`
+(3-D sliding window, per-class scores in mm from the header spacing, volumes in mL).
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from pathlib import Path
 from typing import Optional
 
 from segtie.data.provenance import describe_split
+from segtie.data.sources import dataset_facts
 from segtie.evaluation.evaluator import evaluate
+from segtie.evaluation.volumes import evaluate_volumes
 from segtie.inference import InferenceOptions
 from segtie.tracking import NOTE_TAG, Tracker
 from segtie.training import checkpoints
@@ -37,6 +41,28 @@ def _cases(dataset):
         if case.get("has_mask2", False):
             out["mask2"] = case["mask2"]
         yield out
+
+
+def _volume_cases(dataset):
+    """Volumes with their header spacing (``hippocampus``)."""
+    for case in dataset.as_numpy_iterator():
+        yield {"id": case["id"].decode(), "image": case["image"], "mask": case["mask"],
+               "spacing": case["spacing"]}
+
+
+def _check_volume_options(ev) -> None:
+    """Refuse evaluation options that the 3-D path does not implement (never ignored).
+
+    Raises:
+        ValueError: naming the option.
+    """
+    for key in ("tta_mirror", "largest_component", "keep_probabilities", "accuracy"):
+        if getattr(ev, key):
+            raise ValueError(f"`eval.{key}` must be false for volumes "
+                             f"(`model.spatial_dims` = 3): not implemented in 3-D")
+    if not ev.sliding_window:
+        raise ValueError("`eval.sliding_window` must be true for volumes (`model.spatial_dims`"
+                         " = 3): they are evaluated at their own size, window by window")
 
 
 def has_field_of_view(dataset) -> bool:
@@ -106,6 +132,8 @@ def run_evaluation(model, config, dataset, split: str, checkpoint: str) -> Evalu
         checkpoint: the checkpoint spec (a ``.keras`` path or an MLflow URI).
     """
     ev, fov = config.eval, has_field_of_view(dataset)
+    if config.model.spatial_dims == 3:
+        _check_volume_options(ev)  # before any run is opened
     cardinality = int(dataset.cardinality().numpy())
     num_cases = cardinality if cardinality >= 0 else None
     train_run = checkpoints.training_run_id(checkpoint, config.tracking.tracking_uri)
@@ -125,6 +153,17 @@ def run_evaluation(model, config, dataset, split: str, checkpoint: str) -> Evalu
         tracker.log_params({"checkpoint": checkpoint, "split": split,
                             "image_size": config.data.image_size,
                             **{f"eval.{k}": v for k, v in vars(ev).items()}})
+        if config.model.spatial_dims == 3:  # volumes: per-class scores in mm, mL
+            tracker.log_metrics(dataset_facts(config.data))
+            _, summary = evaluate_volumes(
+                model, _volume_cases(dataset), inference_options(config), out_dir,
+                ev.num_overlays, nsd_tolerance=ev.nsd_tolerance,
+                bootstrap_samples=ev.bootstrap_samples,
+                confidence_level=ev.confidence_level, seed=ev.seed)
+            tracker.log_metrics(_summary_metrics(summary, split))
+            tracker.set_tags({"segtie.distance_units": "mm"})
+            tracker.log_artifacts(out_dir)
+            return EvaluationResult(summary, out_dir, train_run, run_id)
         rows, summary = evaluate(
             model, _cases(dataset), config.data.image_size, ev.threshold, out_dir,
             ev.num_overlays, ev.spacing or config.data.spacing,

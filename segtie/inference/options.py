@@ -15,7 +15,8 @@ class InferenceOptions:
     Attributes:
         image_size: ``[H, W]`` the model was trained at (the resize path).
         sliding_window: tile the image at its original resolution instead.
-        window_size: ``[h, w]`` of a tile; ``None`` = ``image_size``.
+        window_size: ``[h, w]`` of a tile (``[d, h, w]`` for volumes); ``None`` =
+            ``image_size``.
         overlap: minimum overlap between neighbouring tiles, in [0, 1).
         gaussian: Gaussian (True) or uniform (False) blending of tiles.
         sigma_scale: Gaussian sigma as a fraction of the window side.
@@ -46,6 +47,7 @@ class InferenceOptions:
             raise ValueError(f"`num_classes` must be >= 1, received {self.num_classes!r}")
 
     @property
-    def window(self) -> tuple[int, int]:
+    def window(self) -> tuple:
+        """``(h, w)`` of a tile, or ``(d, h, w)`` for volumes."""
         size = self.window_size if self.window_size is not None else self.image_size
-        return (int(size[0]), int(size[1]))
+        return tuple(int(side) for side in size)

@@ -1,4 +1,7 @@
-"""Sliding-window inference with Gaussian blending (nnU-Net, MONAI).
+"""Sliding-window inference with Gaussian blending (nnU-Net, MONAI), 2-D or 3-D.
+
+An image ``(H0, W0, C)`` is tiled with ``(h, w)`` windows, a volume ``(D0, H0, W0, C)``
+with ``(d, h, w)`` windows: the same code, one loop over every axis.
 
 References:
     Isensee et al., "nnU-Net", Nature Methods 18, 2021 (step and importance map).
@@ -7,6 +10,8 @@ References:
 
 from __future__ import annotations
 
+import functools
+import itertools
 import math
 from typing import Sequence
 
@@ -27,10 +32,10 @@ def gaussian_importance_map(window: Sequence[int], sigma_scale: float) -> np.nda
     underflow to 0 are raised to the smallest positive one (as nnU-Net does).
 
     Shapes:
-        Returns ``(window[0], window[1])`` float32.
+        Returns ``tuple(window)`` float32 (2 or 3 axes).
     """
-    rows, cols = (signal.windows.gaussian(side, sigma_scale * side) for side in window)
-    weights = np.outer(rows, cols)
+    axes = [signal.windows.gaussian(side, sigma_scale * side) for side in window]
+    weights = functools.reduce(np.multiply.outer, axes)
     weights /= weights.max()
     positive = weights[weights > 0]
     return np.maximum(weights, positive.min()).astype(np.float32)
@@ -50,15 +55,16 @@ def window_starts(size: int, window: int, overlap: float) -> list[int]:
 
 
 def call_model(model, batch: np.ndarray, num_classes: int) -> np.ndarray:
-    """Logits ``(n, h, w, num_classes)`` of a batch; Keras models via predict."""
+    """Logits ``(n, h, w, num_classes)`` (``(n, d, h, w, K)`` for volumes) of a batch;
+    Keras models via predict."""
     batch = np.asarray(batch, dtype=np.float32)
     if isinstance(model, keras.Model):
         logits = np.asarray(model.predict_on_batch(batch), dtype=np.float32)
     else:  # any callable with the Keras calling convention
         logits = np.asarray(model(batch, training=False), dtype=np.float32)
-    if (logits.ndim != 4 or logits.shape[:3] != batch.shape[:3]
+    if (logits.ndim != batch.ndim or logits.shape[:-1] != batch.shape[:-1]
             or logits.shape[-1] != num_classes):
-        raise ValueError(f"The model must output logits of shape (batch, height, width, "
+        raise ValueError(f"The model must output logits of shape (batch, *spatial, "
                          f"{num_classes}) (`num_classes` = {num_classes}) for inputs "
                          f"{batch.shape}, received {logits.shape}")
     return logits
@@ -66,11 +72,16 @@ def call_model(model, batch: np.ndarray, num_classes: int) -> np.ndarray:
 
 def sliding_window_logits(model, image: np.ndarray, options: InferenceOptions
                           ) -> np.ndarray:
-    """Blended tile logits of an image in [0, 1] at its own resolution.
+    """Blended tile logits of an image in [0, 1] (or a z-scored volume) at its own
+    resolution.
 
     Shapes:
-        ``image``: ``(H0, W0, C)`` float32. Returns ``(H0, W0)`` float32 when
-        ``options.num_classes == 1``, else ``(H0, W0, num_classes)``.
+        ``image``: ``(H0, W0, C)`` float32, or ``(D0, H0, W0, C)`` with a 3-side
+        ``options.window``. Returns the spatial shape (``(H0, W0)`` float32) when
+        ``options.num_classes == 1``, else ``(..., num_classes)``.
+
+    Raises:
+        ValueError: the window does not have one side per spatial axis of ``image``.
     """
     logits = _sliding_window(model, image, options)
     return logits[..., 0] if options.num_classes == 1 else logits
@@ -78,21 +89,25 @@ def sliding_window_logits(model, image: np.ndarray, options: InferenceOptions
 
 def _sliding_window(model, image: np.ndarray, options: InferenceOptions) -> np.ndarray:
     """:func:`sliding_window_logits` with the channel axis always kept."""
-    (wh, ww), (height, width) = options.window, image.shape[:2]
-    padded = np.pad(image, ((0, max(0, wh - height)), (0, max(0, ww - width)), (0, 0)))
-    weights = (gaussian_importance_map((wh, ww), options.sigma_scale) if options.gaussian
-               else np.ones((wh, ww), np.float32))
+    window, shape = options.window, image.shape[:-1]
+    if len(window) != len(shape):
+        raise ValueError(f"The sliding window {list(window)} must have one side per spatial "
+                         f"axis of the image, received an image of shape {image.shape}")
+    padded = np.pad(image, [(0, max(0, w - s)) for w, s in zip(window, shape)] + [(0, 0)])
+    weights = (gaussian_importance_map(window, options.sigma_scale) if options.gaussian
+               else np.ones(window, np.float32))
     weights = weights[..., None]
-    total = np.zeros(padded.shape[:2] + (options.num_classes,), np.float32)
-    norm = np.zeros(padded.shape[:2] + (1,), np.float32)
-    corners = [(r, c) for r in window_starts(padded.shape[0], wh, options.overlap)
-               for c in window_starts(padded.shape[1], ww, options.overlap)]
+    total = np.zeros(padded.shape[:-1] + (options.num_classes,), np.float32)
+    norm = np.zeros(padded.shape[:-1] + (1,), np.float32)
+    corners = list(itertools.product(*(window_starts(side, w, options.overlap)
+                                       for side, w in zip(padded.shape[:-1], window))))
     for i in range(0, len(corners), options.batch_size):
         chunk = corners[i:i + options.batch_size]
-        tiles = np.zeros((options.batch_size, wh, ww, image.shape[-1]), np.float32)
-        for j, (r, c) in enumerate(chunk):  # a full batch: one compiled shape
-            tiles[j] = padded[r:r + wh, c:c + ww]
-        for (r, c), logits in zip(chunk, call_model(model, tiles, options.num_classes)):
-            total[r:r + wh, c:c + ww] += logits * weights
-            norm[r:r + wh, c:c + ww] += weights
-    return (total / norm)[:height, :width]
+        tiles = np.zeros((options.batch_size, *window, image.shape[-1]), np.float32)
+        places = [tuple(slice(c, c + w) for c, w in zip(corner, window)) for corner in chunk]
+        for j, place in enumerate(places):  # a full batch: one compiled shape
+            tiles[j] = padded[place]
+        for place, logits in zip(places, call_model(model, tiles, options.num_classes)):
+            total[place] += logits * weights
+            norm[place] += weights
+    return (total / norm)[tuple(slice(0, s) for s in shape)]

@@ -23,9 +23,13 @@ SMOOTH = 1e-5
 __all__ = ["SMOOTH", "categorical_ce_loss", "labels", "soft_dice_multiclass_loss"]
 
 
-def labels(y_true):
-    """``(batch, H, W, 1)`` or ``(batch, H, W)`` -> int32 ``(batch, H, W)``."""
-    if len(y_true.shape) == 4:
+def labels(y_true, rank=4):
+    """``(batch, *spatial, 1)`` or ``(batch, *spatial)`` -> int32 ``(batch, *spatial)``.
+
+    ``rank`` is the logits' rank (4 for images, 5 for volumes): labels of that rank
+    carry a trailing channel, which is dropped.
+    """
+    if len(y_true.shape) == rank:
         y_true = y_true[..., 0]
     return ops.cast(y_true, "int32")
 
@@ -55,7 +59,7 @@ def soft_dice_multiclass_loss(y_true, logits, smooth=SMOOTH):
 
     Shapes:
         ``y_true``: ``(batch, H, W, 1)`` or ``(batch, H, W)``; ``logits``:
-        ``(batch, H, W, K)``.
+        ``(batch, H, W, K)``; volumes alike with ``(D, H, W)`` for ``(H, W)``.
 
     Returns:
         float32 ``(batch,)``, in [0, 1).
@@ -66,12 +70,13 @@ def soft_dice_multiclass_loss(y_true, logits, smooth=SMOOTH):
         excluded).
     """
     logits = ops.cast(logits, "float32")
-    num_classes = int(logits.shape[-1])
-    truth = ops.one_hot(labels(y_true), num_classes, dtype="float32")[..., 1:]
+    num_classes, rank = int(logits.shape[-1]), len(logits.shape)
+    truth = ops.one_hot(labels(y_true, rank), num_classes, dtype="float32")[..., 1:]
     probs = ops.softmax(logits, axis=-1)[..., 1:]
-    reference = ops.sum(truth, axis=(1, 2))  # (batch, K - 1)
-    inter = ops.sum(truth * probs, axis=(1, 2))
-    denom = reference + ops.sum(probs, axis=(1, 2)) + smooth
+    axes = tuple(range(1, rank - 1))  # the spatial axes: (H, W) or (D, H, W)
+    reference = ops.sum(truth, axis=axes)  # (batch, K - 1)
+    inter = ops.sum(truth * probs, axis=axes)
+    denom = reference + ops.sum(probs, axis=axes) + smooth
     present = reference > 0
     dice = (2.0 * inter + smooth) / ops.where(present, denom, 1.0)
     count = ops.sum(ops.cast(present, "float32"), axis=-1)
@@ -89,6 +94,7 @@ def categorical_ce_loss(y_true, logits):
     Returns:
         float32 ``(batch,)``: mean over pixels of ``-log softmax(logits)[label]``.
     """
+    rank = len(logits.shape)
     per_pixel = ops.sparse_categorical_crossentropy(
-        labels(y_true), ops.cast(logits, "float32"), from_logits=True, axis=-1)
-    return ops.mean(per_pixel, axis=(1, 2))
+        labels(y_true, rank), ops.cast(logits, "float32"), from_logits=True, axis=-1)
+    return ops.mean(per_pixel, axis=tuple(range(1, rank - 1)))

@@ -1,7 +1,8 @@
-"""Segmentation metrics on 2-D masks: a NumPy/SciPy core with documented conventions.
+"""Segmentation metrics on 2-D masks and 3-D volumes: a NumPy/SciPy core with documented conventions.
 
 Every metric is a plain function taking ``(y_true, y_pred)``: boolean or 0/1 arrays of
-shape ``(height, width)``. ``spacing`` is ``(row, col)`` in millimetres per pixel;
+shape ``(height, width)``, or ``(depth, height, width)`` for volumes (``spacing`` then
+has three entries, one per axis). ``spacing`` is ``(row, col)`` in millimetres per pixel;
 ``None`` means distances in pixels. ``roi`` (optional, same shape) restricts every
 metric to a region of interest such as a field-of-view mask. Nothing here imports
 TensorFlow, the config or MLflow.

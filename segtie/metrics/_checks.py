@@ -17,12 +17,13 @@ def check_mask(mask, name: str, case_id: Optional[str]) -> np.ndarray:
     """Validate one binary mask and return it as a boolean array.
 
     Raises:
-        ValueError: not 2-D, not numeric/boolean, or values other than 0 and 1.
+        ValueError: not 2-D or 3-D, not numeric/boolean, or values other than 0 and 1.
     """
     mask = np.asarray(mask)
-    if mask.ndim != 2:
+    if mask.ndim not in (2, 3):
         raise ValueError(f"{prefix(case_id)}`{name}` must be a 2-D mask of shape "
-                         f"(height, width), received shape {mask.shape}")
+                         f"(height, width) or a 3-D one (depth, height, width), received "
+                         f"shape {mask.shape}")
     if mask.dtype == bool:
         return mask
     if not np.issubdtype(mask.dtype, np.number):
@@ -66,21 +67,23 @@ def apply_roi(y_true, y_pred, roi, case_id: Optional[str]):
     return y_true & roi, y_pred & roi, roi
 
 
-def check_spacing(spacing, case_id: Optional[str]) -> tuple[float, float]:
-    """``(row, col)`` millimetres per pixel as floats; ``None`` gives ``(1.0, 1.0)``.
+def check_spacing(spacing, case_id: Optional[str], ndim: int = 2) -> tuple:
+    """Millimetres per pixel (voxel) along each of the ``ndim`` axes as floats:
+    ``(row, col)`` for images, ``(d, row, col)`` for volumes; ``None`` gives ones.
 
     Raises:
-        ValueError: not two finite numbers > 0.
+        ValueError: not ``ndim`` finite numbers > 0.
     """
     if spacing is None:
-        return (1.0, 1.0)
+        return (1.0,) * ndim
+    what = "a (row, col) pair" if ndim == 2 else f"{ndim} numbers, one per axis,"
     try:
         values = tuple(float(s) for s in spacing)
     except (TypeError, ValueError) as err:
-        raise ValueError(f"{prefix(case_id)}`spacing` must be a (row, col) pair of "
+        raise ValueError(f"{prefix(case_id)}`spacing` must be {what} of "
                          f"positive numbers, received {spacing!r}") from err
-    if len(values) != 2 or not all(math.isfinite(s) and s > 0 for s in values):
-        raise ValueError(f"{prefix(case_id)}`spacing` must be a (row, col) pair of "
+    if len(values) != ndim or not all(math.isfinite(s) and s > 0 for s in values):
+        raise ValueError(f"{prefix(case_id)}`spacing` must be {what} of "
                          f"positive numbers, received {spacing!r}")
     return values
 

@@ -26,6 +26,11 @@ The reductions are those of DeepMind's ``surface-distance`` package (Nikolov et 
   ``compute_surface_dice_at_tolerance`` with unit surfel areas, MONAI
   ``compute_surface_dice``).
 
+Volumes (3-D masks, ``spacing`` ``(d, row, col)`` mm per voxel) follow the same rules
+one dimension up: the surface erosion uses the full 3x3x3 neighbourhood (26
+neighbours, the analogue of the 8 above), and the missed-structure penalty is the
+volume's diagonal.
+
 With a region of interest, both masks are first intersected with it (pixels outside
 count as background), then the surfaces are taken as above.
 
@@ -55,26 +60,26 @@ from scipy import ndimage
 
 from segtie.metrics._checks import apply_roi, check_spacing, prefix
 
-_FULL_3X3 = np.ones((3, 3), dtype=bool)
-
-
 def missed_penalty(shape: Sequence[int], spacing: Optional[Sequence[float]] = None) -> float:
     """HD95 and ASSD of a missed structure: the image diagonal, in mm (pixels without spacing).
 
     Args:
-        shape: ``(height, width)`` of the image, pixels.
-        spacing: ``(row, col)`` mm per pixel, or None.
+        shape: ``(height, width)`` of the image, pixels (``(depth, height, width)``
+            of a volume).
+        spacing: mm per pixel along each axis, or None.
 
     Returns:
-        ``sqrt((height * row)^2 + (width * col)^2)``.
+        ``sqrt((height * row)^2 + (width * col)^2)`` (and the depth term of a volume).
     """
-    row, col = check_spacing(spacing, None)
-    return float(math.hypot(shape[0] * row, shape[1] * col))
+    sampling = check_spacing(spacing, None, len(shape))
+    return float(math.hypot(*(side * mm for side, mm in zip(shape, sampling))))
 
 
 def _surface(mask: np.ndarray) -> np.ndarray:
-    """Foreground pixels with a background pixel (or the image edge) among 8 neighbours."""
-    return mask & ~ndimage.binary_erosion(mask, structure=_FULL_3X3, border_value=0)
+    """Foreground pixels with a background pixel (or the image edge) among their 8
+    neighbours (26 in a volume)."""
+    full = np.ones((3,) * mask.ndim, dtype=bool)
+    return mask & ~ndimage.binary_erosion(mask, structure=full, border_value=0)
 
 
 def _directed(surf_from: np.ndarray, surf_to: np.ndarray, sampling) -> np.ndarray:
@@ -98,12 +103,14 @@ def surface_distances(y_true, y_pred, spacing: Optional[Sequence[float]] = None,
     Args:
         y_true: reference mask, boolean or 0/1.
         y_pred: predicted mask, boolean or 0/1.
-        spacing: ``(row, col)`` millimetres per pixel; ``None`` = pixels.
+        spacing: ``(row, col)`` millimetres per pixel (``(d, row, col)`` per voxel of
+            a volume); ``None`` = pixels.
         roi: optional region of interest; both masks are intersected with it.
         case_id: optional name put in front of error messages.
 
     Shapes:
-        ``y_true``, ``y_pred``, ``roi``: ``(height, width)``.
+        ``y_true``, ``y_pred``, ``roi``: ``(height, width)``, or ``(depth, height,
+        width)`` for volumes.
 
     Returns:
         ``(true_to_pred, pred_to_true)``: float64 arrays with one distance per surface
@@ -116,13 +123,16 @@ def surface_distances(y_true, y_pred, spacing: Optional[Sequence[float]] = None,
             positive numbers.
     """
     y_true, y_pred, _ = apply_roi(y_true, y_pred, roi, case_id)
-    sampling = check_spacing(spacing, case_id)
+    sampling = check_spacing(spacing, case_id, y_true.ndim)
     either = y_true | y_pred
     if not either.any():
         return np.zeros(0), np.zeros(0)
-    rows = np.flatnonzero(either.any(axis=1))
-    cols = np.flatnonzero(either.any(axis=0))
-    box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    box = []
+    for axis in range(either.ndim):
+        others = tuple(a for a in range(either.ndim) if a != axis)
+        found = np.flatnonzero(either.any(axis=others))
+        box.append(slice(found[0], found[-1] + 1))
+    box = tuple(box)
     # Zero padding reproduces border_value=0 at the image edge and the true background
     # elsewhere (nothing outside the box is foreground).
     surf_true = _surface(np.pad(y_true[box], 1))
@@ -139,14 +149,16 @@ def surface_metrics(y_true, y_pred, spacing: Optional[Sequence[float]] = None,
     Args:
         y_true: reference mask, boolean or 0/1.
         y_pred: predicted mask, boolean or 0/1.
-        spacing: ``(row, col)`` millimetres per pixel; ``None`` = pixels.
+        spacing: ``(row, col)`` millimetres per pixel (``(d, row, col)`` per voxel of
+            a volume); ``None`` = pixels.
         tolerance: NSD tolerance in the unit of the distances (mm with ``spacing``,
             pixels without), >= 0. Default 1.0.
         roi: optional region of interest; both masks are intersected with it.
         case_id: optional name put in front of error messages.
 
     Shapes:
-        ``y_true``, ``y_pred``, ``roi``: ``(height, width)``.
+        ``y_true``, ``y_pred``, ``roi``: ``(height, width)``, or ``(depth, height,
+        width)`` for volumes.
 
     Returns:
         ``{"hd95", "assd", "nsd"}``. Both masks empty: 0.0, 0.0, 1.0. Reference empty
@@ -160,7 +172,7 @@ def surface_metrics(y_true, y_pred, spacing: Optional[Sequence[float]] = None,
         raise ValueError(f"{prefix(case_id)}`tolerance` must be a number >= 0, received "
                          f"{tolerance!r}")
     y_true, y_pred, _ = apply_roi(y_true, y_pred, roi, case_id)
-    check_spacing(spacing, case_id)
+    check_spacing(spacing, case_id, y_true.ndim)
     has_true, has_pred = bool(y_true.any()), bool(y_pred.any())
     if not has_true:
         return ({"hd95": 0.0, "assd": 0.0, "nsd": 1.0} if not has_pred else

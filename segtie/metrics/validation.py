@@ -69,19 +69,20 @@ def hard_dice_multiclass(y_true, logits):
 
     Args:
         y_true: integer labels in 0..K-1 (any numeric dtype).
-        logits: float ``(batch, H, W, K)``.
+        logits: float ``(batch, H, W, K)`` or, for volumes, ``(batch, D, H, W, K)``.
 
     Shapes:
-        ``y_true``: ``(batch, H, W, 1)`` or ``(batch, H, W)``.
+        ``y_true``: ``(batch, H, W, 1)`` or ``(batch, H, W)`` (volumes alike).
 
     Returns:
         float32 ``(batch,)``.
     """
     logits = ops.cast(logits, "float32")
-    num_classes = int(logits.shape[-1])
-    truth = ops.one_hot(labels(y_true), num_classes, dtype="float32")[..., 1:]
+    num_classes, rank = int(logits.shape[-1]), len(logits.shape)
+    truth = ops.one_hot(labels(y_true, rank), num_classes, dtype="float32")[..., 1:]
     pred = ops.one_hot(ops.argmax(logits, axis=-1), num_classes, dtype="float32")[..., 1:]
-    per_class = dice_from_counts(*_counts(truth, pred, (1, 2)), xp=ops)  # (batch, K - 1)
+    axes = tuple(range(1, rank - 1))  # (H, W), or (D, H, W) for volumes
+    per_class = dice_from_counts(*_counts(truth, pred, axes), xp=ops)  # (batch, K - 1)
     return mean_defined(per_class, axis=-1, xp=ops)
 
 

@@ -9,6 +9,8 @@
   bottleneck state of ``num_recurrences > 1``;
 - :mod:`~segtie.nn.norms`: :class:`FusedBatchNormalization`,
   :class:`InstanceNormalization` and :func:`make_norm`;
+- :mod:`~segtie.nn.dims`: ``spatial_dims`` (2 images, 3 volumes) picks the layer
+  classes of the one graph (``Conv2D``/``Conv3D``, pooling, up-convolution);
 - :mod:`~segtie.nn.unet`: the graph of every tying scheme, and the one home of the
   tying rules (:func:`~segtie.nn.unet.check_unet_arguments`); a new tying scheme
   goes there;

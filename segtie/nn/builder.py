@@ -15,7 +15,7 @@ logger = logging.getLogger(__name__)
 UNET_KEYS = ("in_channels", "num_classes", "base_filters", "depth", "num_iterations",
              "norm", "norm_per_iteration", "dropout", "width_multiplier", "tie_levels",
              "tie_decoder", "level_projection", "norm_per_level", "num_recurrences",
-             "recompute")
+             "recompute", "spatial_dims")
 
 
 def unet_arguments(model_config) -> dict:

@@ -28,6 +28,7 @@ import math
 import keras
 import numpy as np
 
+from segtie.nn.dims import CONV_CLASSES, UP_CLASSES
 from segtie.nn.recurrent_conv_block import RecurrentConvBlock
 
 FLOAT_BYTES = 4
@@ -109,13 +110,13 @@ def conv_macs(uses: list) -> int:
     total = 0
     for u in uses:
         layer = u.layer
-        if isinstance(layer, keras.layers.Conv2DTranspose):
+        if isinstance(layer, UP_CLASSES):
             spatial = math.prod(u.input_shape[1:-1])
-        elif isinstance(layer, keras.layers.Conv2D):
+        elif isinstance(layer, CONV_CLASSES):
             spatial = math.prod(u.output_shape[1:-1])
         else:
             continue
-        kernel = math.prod(layer.kernel.shape)  # k_h k_w C_in C_out
+        kernel = math.prod(layer.kernel.shape)  # k_h k_w [k_d] C_in C_out
         total += spatial * kernel // getattr(layer, "groups", 1)
     return total
 

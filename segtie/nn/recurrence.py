@@ -20,6 +20,7 @@ import keras
 from keras import layers, ops
 
 from segtie.nn.checks import check_int
+from segtie.nn.dims import check_spatial_dims, layer_class
 
 
 @keras.saving.register_keras_serializable(package="segtie")
@@ -33,25 +34,29 @@ class ConvGRUCell(layers.Layer):
     The layer is called once per pass of the network; it is one layer object, so
     its two kernels are tied across passes like every other layer of the model.
 
-    Parameter count (``C_x`` input channels, ``F = filters``, kernel ``k x k``)::
+    Parameter count (``C_x`` input channels, ``F = filters``, kernel ``k`` along each
+    of the ``d = spatial_dims`` axes)::
 
-        gates:     k*k*(C_x + F)*2F + 2F
-        candidate: k*k*(C_x + F)*F  + F
-        (= 54 F*F + 3F for k = 3 and C_x = F, the U-Net bottleneck)
+        gates:     k^d*(C_x + F)*2F + 2F
+        candidate: k^d*(C_x + F)*F  + F
+        (= 6 * 3^d F*F + 3F for k = 3 and C_x = F, the U-Net bottleneck:
+           54 F*F + 3F in 2-D, 162 F*F + 3F in 3-D)
 
     Args:
         filters: int >= 1, channels ``F`` of the hidden state.
         kernel_size: int >= 1, odd, default 3.
+        spatial_dims: 2 (default) or 3 (``Conv3D``), see :mod:`segtie.nn.dims`.
 
     Shapes:
-        inputs ``[x, h]``: ``x`` ``(batch, H, W, C_x)``, ``h`` ``(batch, H, W, F)``.
-        Returns the new state ``(batch, H, W, F)``.
+        inputs ``[x, h]``: ``x`` ``(batch, *spatial, C_x)``, ``h`` ``(batch, *spatial,
+        F)``. Returns the new state ``(batch, *spatial, F)``.
 
     Raises:
-        ValueError: ``filters`` < 1, an even or non-positive ``kernel_size``.
+        ValueError: ``filters`` < 1, an even or non-positive ``kernel_size``,
+            ``spatial_dims`` not 2 or 3.
     """
 
-    def __init__(self, filters, kernel_size=3, **kwargs):
+    def __init__(self, filters, kernel_size=3, spatial_dims=2, **kwargs):
         super().__init__(**kwargs)
         check_int("filters", filters, 1)
         check_int("kernel_size", kernel_size, 1)
@@ -59,12 +64,14 @@ class ConvGRUCell(layers.Layer):
             raise ValueError(f"`kernel_size` must be odd, received {kernel_size}")
         self.filters = filters
         self.kernel_size = kernel_size
+        self.spatial_dims = check_spatial_dims(spatial_dims)
 
     def build(self, input_shape):
         x_shape, h_shape = input_shape
         conv = dict(kernel_size=self.kernel_size, padding="same", dtype=self.dtype_policy)
-        self.gates = layers.Conv2D(2 * self.filters, name="gates", **conv)
-        self.candidate = layers.Conv2D(self.filters, name="candidate", **conv)
+        conv_class = layer_class("conv", self.spatial_dims)
+        self.gates = conv_class(2 * self.filters, name="gates", **conv)
+        self.candidate = conv_class(self.filters, name="candidate", **conv)
         joint = tuple(x_shape[:-1]) + (x_shape[-1] + self.filters,)
         self.gates.build(joint)
         self.candidate.build(joint)
@@ -82,7 +89,8 @@ class ConvGRUCell(layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(filters=self.filters, kernel_size=self.kernel_size)
+        config.update(filters=self.filters, kernel_size=self.kernel_size,
+                      spatial_dims=self.spatial_dims)
         return config
 
 
@@ -94,7 +102,7 @@ class ZeroState(layers.Layer):
         channels: int >= 1.
 
     Shapes:
-        ``(batch, H, W, C)`` -> ``(batch, H, W, channels)``, zeros in the layer's
+        ``(batch, *spatial, C)`` -> ``(batch, *spatial, channels)``, zeros in the layer's
         compute dtype (float32; bfloat16 or float16 under a mixed-precision policy).
     """
 

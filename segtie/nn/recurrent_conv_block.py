@@ -6,7 +6,7 @@ callable at several sites of a model. The recurrent U-Net's bottleneck state
 :mod:`segtie.nn.norms`.
 
 Tying is done the Keras way, by calling one sublayer several times: a
-:class:`keras.layers.Conv2D` built once owns exactly one ``kernel`` (and ``bias``)
+:class:`keras.layers.Conv2D` (``Conv3D`` for volumes) built once owns exactly one ``kernel`` (and ``bias``)
 variable, and every call of it reads that variable. Backpropagation through the
 unrolled calls therefore gives that variable one gradient, the sum of the gradients
 of its uses; an optimizer step updates it once and every use sees the update; saving
@@ -25,6 +25,7 @@ import keras
 from keras import layers, ops
 
 from segtie.nn.checks import check_int
+from segtie.nn.dims import check_spatial_dims, layer_class
 from segtie.nn.norms import NORMS, make_norm
 
 
@@ -59,14 +60,15 @@ class RecurrentConvBlock(layers.Layer):
     shared by every site; with ``norm_per_use=True`` each site keeps its own
     normalization, so each level keeps its own batch statistics.
 
-    Parameter count (``norm="batch"``, kernel 3x3, ``C_in`` input channels,
+    Parameter count (``norm="batch"``, kernel 3x3 or 3x3x3 with ``k = 3 **
+    spatial_dims`` weights per channel pair (9 or 27), ``C_in`` input channels,
     ``F = filters``; batch-norm counts its 4 per-channel variables, 2 trainable)::
 
-        entry: 9*C_in*F + F + 4F
-        tied : 9*F*F + F                      (independent of num_iterations)
+        entry: k*C_in*F + F + 4F
+        tied : k*F*F + F                      (independent of num_iterations)
         norms: 4F                             (norm_per_iteration=False)
                4F * num_iterations            (norm_per_iteration=True)
-        untied (tied=False): (9*F*F + F) * num_iterations
+        untied (tied=False): (k*F*F + F) * num_iterations
         norm_per_use=True: every norm above (entry and per-iteration) times num_uses
 
     Args:
@@ -95,9 +97,13 @@ class RecurrentConvBlock(layers.Layer):
             storing them: less activation memory, one more forward pass of the block.
             Batch-norm moving statistics are then updated twice per training step
             (forward and recomputation).
+        spatial_dims: 2 (default; ``Conv2D``, images ``(batch, H, W, C)``) or 3
+            (``Conv3D``, volumes ``(batch, D, H, W, C)``): one code path for both,
+            see :mod:`segtie.nn.dims`.
 
     Shapes:
-        input ``(batch, height, width, C_in)`` -> output ``(batch, height, width, F)``.
+        input ``(batch, *spatial, C_in)`` -> output ``(batch, *spatial, F)``, with
+        ``spatial`` of ``spatial_dims`` axes.
         ``C_in`` must be the same at every call site. The input may also be a list of
         tensors (a decoder's up-sampled features and its skip connection), which the
         block concatenates on the channel axis inside the recomputed region, so that
@@ -105,16 +111,17 @@ class RecurrentConvBlock(layers.Layer):
 
     Raises:
         ValueError: ``filters``, ``num_iterations`` or ``num_uses`` < 1, unknown
-            ``norm``, a ``use`` outside ``[0, num_uses)``.
+            ``norm``, ``spatial_dims`` not 2 or 3, a ``use`` outside ``[0, num_uses)``.
     """
 
     def __init__(self, filters, num_iterations=2, norm="batch", norm_per_iteration=False,
                  tied=True, dropout=0.0, num_uses=1, norm_per_use=False, recompute=False,
-                 **kwargs):
+                 spatial_dims=2, **kwargs):
         super().__init__(**kwargs)
         check_int("filters", filters, 1)
         check_int("num_iterations", num_iterations, 1)
         check_int("num_uses", num_uses, 1)
+        check_spatial_dims(spatial_dims)
         if norm not in NORMS:
             raise ValueError(f"`norm` must be one of {list(NORMS)}, received {norm!r}")
         if not 0.0 <= float(dropout) < 1.0:
@@ -128,6 +135,7 @@ class RecurrentConvBlock(layers.Layer):
         self.num_uses = num_uses
         self.norm_per_use = norm_per_use
         self.recompute = recompute
+        self.spatial_dims = spatial_dims
 
     def _make_norm(self, name):
         return make_norm(self.norm, name, dtype=self.dtype_policy)
@@ -137,10 +145,11 @@ class RecurrentConvBlock(layers.Layer):
         # Sublayers share the block's dtype policy (mixed precision survives loading).
         conv = dict(kernel_size=3, padding="same", kernel_initializer="he_normal",
                     dtype=self.dtype_policy)
-        self.entry_conv = layers.Conv2D(self.filters, name="entry_conv", **conv)
+        conv_class = layer_class("conv", self.spatial_dims)
+        self.entry_conv = conv_class(self.filters, name="entry_conv", **conv)
         self.entry_norm = self._make_norm("entry_norm")
         n_convs = 1 if self.tied else self.num_iterations
-        self.convs = [layers.Conv2D(self.filters, name=f"tied_conv_{i}", **conv)
+        self.convs = [conv_class(self.filters, name=f"tied_conv_{i}", **conv)
                       for i in range(n_convs)]
         n_norms = self.num_iterations if self.norm_per_iteration else 1
         self.norms = [self._make_norm(f"norm_{i}") for i in range(n_norms)]
@@ -150,7 +159,8 @@ class RecurrentConvBlock(layers.Layer):
         self.use_entry_norms = [self._make_norm(f"entry_norm_use{u}") for u in extra]
         self.use_norms = [[self._make_norm(f"norm_use{u}_{i}") for i in range(n_norms)]
                           for u in extra]
-        self.drop = (layers.SpatialDropout2D(self.dropout, dtype=self.dtype_policy)
+        dropout_class = layer_class("dropout", self.spatial_dims)
+        self.drop = (dropout_class(self.dropout, dtype=self.dtype_policy)
                      if self.dropout else None)
 
         self.entry_conv.build(input_shape)
@@ -200,5 +210,6 @@ class RecurrentConvBlock(layers.Layer):
         config.update(filters=self.filters, num_iterations=self.num_iterations,
                       norm=self.norm, norm_per_iteration=self.norm_per_iteration,
                       tied=self.tied, dropout=self.dropout, num_uses=self.num_uses,
-                      norm_per_use=self.norm_per_use, recompute=self.recompute)
+                      norm_per_use=self.norm_per_use, recompute=self.recompute,
+                      spatial_dims=self.spatial_dims)
         return config

@@ -10,19 +10,22 @@ variance not).
 Notation: ``F_i = base_filters * width_multiplier ** i``; ``n = num_iterations``;
 ``C = num_classes``; ``c_0 = in_channels + (C if num_recurrences > 1 else 0)``,
 ``c_i = F_{i-1}``; ``N(F)`` the weights of one normalization: ``4F`` for ``batch``,
-``2F`` for ``instance`` (scale and offset, no running statistics), 0 for ``none``::
+``2F`` for ``instance`` (scale and offset, no running statistics), 0 for ``none``;
+``k = 3 ** d`` and ``s = 2 ** d`` the weights per channel pair of a 3x3 (3x3x3) and a
+2x2 (2x2x2) kernel in ``d = spatial_dims`` dimensions (9 and 4 in 2-D, 27 and 8 in
+3-D)::
 
-    block(c, F, u) = 9cF + F                                   entry 3x3 convolution
-                   + (9F^2 + F) * (1 if tied else n)           the tied 3x3 kernel
+    block(c, F, u) = kcF + F                                   entry 3x3(x3) convolution
+                   + (kF^2 + F) * (1 if tied else n)           the tied 3x3(x3) kernel
                    + N(F) * (1 + (n if norm_per_iteration else 1)) * u
     proj_i = c_i F_i + F_i   if level_projection and c_i != F_i, else 0
     e_i    = F_i if proj_i else c_i                            block input width
 
     encoder = sum_i proj_i + sum_i block(e_i, F_i, 1)          (tie_levels: false)
             = sum_i proj_i + block(F, F, L)                     (tie_levels: true)
-    decoder = sum_{i<depth-1} (4 F_{i+1} F_i + F_i) + block(2F_i, F_i, 1)
-            = 4F^2 + F + block(2F, F, L - 1)                    (tie_decoder: true)
-    gru     = 54 F_b^2 + 3 F_b    if num_recurrences > 1, F_b = F_{depth-1}
+    decoder = sum_{i<depth-1} (s F_{i+1} F_i + F_i) + block(2F_i, F_i, 1)
+            = sF^2 + F + block(2F, F, L - 1)                    (tie_decoder: true)
+    gru     = 6k F_b^2 + 3 F_b    if num_recurrences > 1, F_b = F_{depth-1}
     head    = F_0 C + C
     total   = encoder + decoder + gru + head   (times num_recurrences if untied)
 
@@ -41,12 +44,13 @@ NORM_WEIGHTS_PER_CHANNEL = {"batch": 4, "instance": 2, "none": 0}
 
 
 def block_count(c_in: int, filters: int, uses: int, num_iterations: int, norm: str,
-                norm_per_iteration: bool, tied: bool = True) -> int:
+                norm_per_iteration: bool, tied: bool = True, spatial_dims: int = 2) -> int:
     """Weights of one :class:`~segtie.nn.recurrent_conv_block.RecurrentConvBlock` with ``uses`` norm sets."""
     norm_size = NORM_WEIGHTS_PER_CHANNEL[norm] * filters
     kernels = 1 if tied else num_iterations
     norms = 1 + (num_iterations if norm_per_iteration else 1)
-    return (9 * c_in * filters + filters + (9 * filters * filters + filters) * kernels
+    k = 3 ** spatial_dims
+    return (k * c_in * filters + filters + (k * filters * filters + filters) * kernels
             + norm_size * norms * uses)
 
 
@@ -54,7 +58,7 @@ def parameter_count(in_channels=3, num_classes=1, base_filters=16, depth=4,
                     num_iterations=2, norm="batch", norm_per_iteration=False, tied=True,
                     width_multiplier=2, tie_levels=False, tie_decoder=False,
                     level_projection=False, norm_per_level=True, num_recurrences=1,
-                    tie_recurrences=True, **_) -> int:
+                    tie_recurrences=True, spatial_dims=2, **_) -> int:
     """The number of weights of ``build_unet(**same arguments)``, from the formula.
 
     Arguments that do not change the count (``dropout``, ``recompute``, ``name``)
@@ -67,7 +71,10 @@ def parameter_count(in_channels=3, num_classes=1, base_filters=16, depth=4,
     inputs = [image_channels(in_channels, num_classes, num_recurrences)] + widths[:-1]
 
     def block(c, f, uses):
-        return block_count(c, f, uses, num_iterations, norm, norm_per_iteration, tied)
+        return block_count(c, f, uses, num_iterations, norm, norm_per_iteration, tied,
+                           spatial_dims)
+
+    k, s = 3 ** spatial_dims, 2 ** spatial_dims
 
     projected = [level_projection and c != f for c, f in zip(inputs, widths)]
     total = sum(c * f + f for c, f, p in zip(inputs, widths, projected) if p)
@@ -79,11 +86,11 @@ def parameter_count(in_channels=3, num_classes=1, base_filters=16, depth=4,
                      for c, f, p in zip(inputs, widths, projected))
     if tie_decoder and depth > 1:
         f = widths[0]
-        total += 4 * f * f + f + block(2 * f, f, depth - 1 if norm_per_level else 1)
+        total += s * f * f + f + block(2 * f, f, depth - 1 if norm_per_level else 1)
     else:
-        total += sum(4 * widths[i + 1] * f + f + block(2 * f, f, 1)
+        total += sum(s * widths[i + 1] * f + f + block(2 * f, f, 1)
                      for i, f in enumerate(widths[:-1]))
     if num_recurrences > 1:
-        total += 54 * widths[-1] ** 2 + 3 * widths[-1]
+        total += 6 * k * widths[-1] ** 2 + 3 * widths[-1]
     total += widths[0] * num_classes + num_classes
     return total * (1 if tie_recurrences else num_recurrences)

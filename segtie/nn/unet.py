@@ -3,7 +3,10 @@
 :func:`build_unet` returns a functional :class:`keras.Model` mapping images
 ``(batch, H, W, in_channels)`` float32 to logits ``(batch, H, W, num_classes)``
 float32 (no activation); ``H`` and ``W`` must be divisible by ``2 ** (depth - 1)``.
-Level ``i`` has ``F_i = base_filters * width_multiplier ** i`` channels.
+Level ``i`` has ``F_i = base_filters * width_multiplier ** i`` channels. With
+``spatial_dims=3`` the same graph is built from 3-D layers (:mod:`segtie.nn.dims`):
+volumes ``(batch, D, H, W, in_channels)`` -> ``(batch, D, H, W, num_classes)``,
+every tying scheme below included.
 
 Tying is always "one layer object, many calls" (never copied weights):
 
@@ -44,6 +47,7 @@ import keras
 from keras import layers
 
 from segtie.nn.checks import check_int
+from segtie.nn.dims import check_spatial_dims, layer_class
 from segtie.nn.norms import NORMS
 from segtie.nn.recurrent_conv_block import RecurrentConvBlock
 from segtie.nn.recurrence import ConvGRUCell, ZeroState
@@ -60,7 +64,8 @@ def image_channels(in_channels: int, num_classes: int, num_recurrences: int) -> 
 
 def check_unet_arguments(in_channels, num_classes, base_filters, depth, num_iterations,
                          width_multiplier, num_recurrences, norm, tie_levels, tie_decoder,
-                         level_projection, sized_by_budget=False, prefix="", **_):
+                         level_projection, sized_by_budget=False, prefix="", spatial_dims=2,
+                         **_):
     """Reject impossible combinations: the one home of the tying rules.
 
     Every key is named as ``{prefix}{key}``, so the config's check
@@ -81,6 +86,7 @@ def check_unet_arguments(in_channels, num_classes, base_filters, depth, num_iter
                   width_multiplier=width_multiplier, num_recurrences=num_recurrences)
     for key, value in counts.items():
         check_int(prefix + key, value, 1)
+    check_spatial_dims(spatial_dims, prefix + "spatial_dims")
     if norm not in NORMS:
         raise ValueError(f"`{prefix}norm` must be one of {list(NORMS)}, received {norm!r}")
     for key, on in (("tie_levels", tie_levels), ("tie_decoder", tie_decoder)):
@@ -145,13 +151,15 @@ class _Net:
     """The layer objects of one pass of the network (shared by all passes if tied)."""
 
     def __init__(self, args: dict, widths: list, suffix: str):
-        depth = args["depth"]
+        depth, dims = args["depth"], args["spatial_dims"]
+        conv, up, pool = (layer_class(kind, dims) for kind in ("conv", "up", "pool"))
         block = dict(num_iterations=args["num_iterations"], norm=args["norm"],
                      norm_per_iteration=args["norm_per_iteration"], tied=args["tied"],
-                     dropout=args["dropout"], recompute=args["recompute"])
+                     dropout=args["dropout"], recompute=args["recompute"],
+                     spatial_dims=dims)
         inputs = [image_channels(args["in_channels"], args["num_classes"],
                                  args["num_recurrences"])] + widths[:-1]
-        self.project = [layers.Conv2D(f, 1, name=f"project_{i}{suffix}")
+        self.project = [conv(f, 1, name=f"project_{i}{suffix}")
                         if args["level_projection"] and c != f else None
                         for i, (c, f) in enumerate(zip(inputs, widths))]
         if args["tie_levels"]:
@@ -162,24 +170,23 @@ class _Net:
         else:
             self.encoder = [RecurrentConvBlock(f, name=f"encoder_{i}{suffix}", **block)
                             for i, f in enumerate(widths)]
-        self.pool = [layers.MaxPooling2D(2, name=f"pool_{i}{suffix}")
+        self.pool = [pool(2, name=f"pool_{i}{suffix}")
                      for i in range(depth - 1)]
         if args["tie_decoder"] and depth > 1:
-            up = layers.Conv2DTranspose(widths[0], 2, strides=2, name=f"up{suffix}")
+            shared_up = up(widths[0], 2, strides=2, name=f"up{suffix}")
             shared = RecurrentConvBlock(widths[0], num_uses=depth - 1,
                                         norm_per_use=args["norm_per_level"],
                                         name=f"decoder{suffix}", **block)
-            self.up, self.decoder = [up] * (depth - 1), [shared] * (depth - 1)
+            self.up, self.decoder = [shared_up] * (depth - 1), [shared] * (depth - 1)
         else:
-            self.up = [layers.Conv2DTranspose(f, 2, strides=2, name=f"up_{i}{suffix}")
+            self.up = [up(f, 2, strides=2, name=f"up_{i}{suffix}")
                        for i, f in enumerate(widths[:-1])]
             self.decoder = [RecurrentConvBlock(f, name=f"decoder_{i}{suffix}", **block)
                             for i, f in enumerate(widths[:-1])]
-        self.gru = (ConvGRUCell(widths[-1], name=f"bottleneck_gru{suffix}")
+        self.gru = (ConvGRUCell(widths[-1], spatial_dims=dims, name=f"bottleneck_gru{suffix}")
                     if args["num_recurrences"] > 1 else None)
         self.state_init = ZeroState(widths[-1], name=f"state_init{suffix}")
-        self.head = layers.Conv2D(args["num_classes"], 1, name=f"logits{suffix}",
-                                  dtype="float32")
+        self.head = conv(args["num_classes"], 1, name=f"logits{suffix}", dtype="float32")
         self.tie_levels, self.tie_decoder = args["tie_levels"], args["tie_decoder"]
 
     def __call__(self, x, state=None):
@@ -209,7 +216,8 @@ def build_unet(in_channels=3, num_classes=1, base_filters=16, depth=4, num_itera
                norm="batch", norm_per_iteration=False, dropout=0.0, tied=True,
                width_multiplier=2, tie_levels=False, tie_decoder=False,
                level_projection=False, norm_per_level=True, num_recurrences=1,
-               recompute=False, tie_recurrences=True, name="recurrent_unet"):
+               recompute=False, tie_recurrences=True, spatial_dims=2,
+               name="recurrent_unet"):
     """Build the (recurrent, tied) U-Net; see the module docstring for the schemes.
 
     Args:
@@ -228,11 +236,14 @@ def build_unet(in_channels=3, num_classes=1, base_filters=16, depth=4, num_itera
         num_recurrences: int, passes of the whole network (1 = no recurrence).
         tie_recurrences: bool, share the layers across passes (False: the untied
             reference, one set of layers per pass, names suffixed ``_p<r>``).
+        spatial_dims: 2 (default, images) or 3 (volumes): which layers the one
+            graph is built from (:mod:`segtie.nn.dims`).
         name: model name.
 
     Returns:
         keras.Model: images ``(batch, H, W, in_channels)`` -> logits
-        ``(batch, H, W, num_classes)`` of the last pass.
+        ``(batch, H, W, num_classes)`` of the last pass; with ``spatial_dims=3``,
+        ``(batch, D, H, W, in_channels)`` -> ``(batch, D, H, W, num_classes)``.
 
     Raises:
         ValueError: see :func:`check_unet_arguments`.
@@ -244,7 +255,7 @@ def build_unet(in_channels=3, num_classes=1, base_filters=16, depth=4, num_itera
     nets = ([_Net(args, widths, "")] * passes if tie_recurrences
             else [_Net(args, widths, f"_p{r + 1}") for r in range(passes)])
 
-    image = keras.Input((None, None, in_channels), name="image")
+    image = keras.Input((None,) * spatial_dims + (in_channels,), name="image")
     if passes == 1:
         logits, _ = nets[0](image)
         return keras.Model(image, logits, name=name)

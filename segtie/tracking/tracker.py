@@ -145,7 +145,8 @@ class Tracker:
         The logged model records its runtime requirements only
         (:func:`model_requirements`), a tensor signature (images ``(-1, -1, -1, C)``
         float32 -> logits ``(-1, -1, -1, K)`` float32: any batch and any size that
-        the U-Net takes) and ``input_example`` when given. It loads back with
+        the U-Net takes; one more ``-1`` for a 3-D model's volumes) and
+        ``input_example`` when given. It loads back with
         ``mlflow.keras.load_model(uri)`` in a process that imported ``segtie`` (see
         :func:`load_keras_model`); its MLflow 3 URI is ``models:/m-<model id>``.
 
@@ -158,10 +159,11 @@ class Tracker:
         from mlflow.types import Schema, TensorSpec
 
         channels_in, channels_out = model.inputs[0].shape[-1], model.outputs[0].shape[-1]
+        free = (-1,) * (len(model.inputs[0].shape) - 1)  # batch and every spatial axis
         signature = ModelSignature(
-            inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, -1, -1, channels_in),
+            inputs=Schema([TensorSpec(np.dtype(np.float32), free + (channels_in,),
                                       "image")]),
-            outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, -1, -1, channels_out),
+            outputs=Schema([TensorSpec(np.dtype(np.float32), free + (channels_out,),
                                        "logits")]))
         with warnings.catch_warnings():  # MLflow checks the example through a list input
             warnings.filterwarnings("ignore", message="The structure of `inputs`")

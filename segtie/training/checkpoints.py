@@ -102,7 +102,10 @@ def resolve_config(spec: str, config_path: Optional[str], overrides: list,
     if config_path:
         return cfg.load_config(config_path, overrides)
     if tracking_uri is None:  # a --set tracking.tracking_uri=... must reach the look-up
-        tracking_uri = cfg.load_config(None, overrides).tracking.tracking_uri
+        # (only the tracking keys: the others belong to the run's config, e.g. a 3-D
+        # window that the default 2-D config would refuse)
+        tracking_only = [o for o in overrides if str(o).strip().startswith("tracking.")]
+        tracking_uri = cfg.load_config(None, tracking_only).tracking.tracking_uri
     if not is_mlflow_uri(spec):
         beside = Path(spec).resolve().with_name("config.yaml")
         if beside.is_file():

@@ -109,16 +109,28 @@ EXAMPLE_SIDE = 64  # pixels: the logged model's input example is a crop this lar
 def input_example(val_ds, depth: int) -> Optional[np.ndarray]:
     """A crop of the first validation image, float32 ``(1, h, w, C)``, for MLflow.
 
-    ``h`` and ``w`` are at most :data:`EXAMPLE_SIDE` and multiples of
-    ``2 ** (depth - 1)``, so the U-Net takes the crop.
+    Each spatial side (``h``, ``w``; and ``d`` of a volume ``(1, d, h, w, C)``) is at
+    most :data:`EXAMPLE_SIDE` and a multiple of ``2 ** (depth - 1)``, so the U-Net
+    takes the crop.
     """
     factor = 2 ** (depth - 1)
     for images, _ in val_ds.take(1):
         image = images.numpy()[:1]
-        h, w = ((min(side, max(factor, EXAMPLE_SIDE // factor * factor)) // factor) * factor
-                for side in image.shape[1:3])
-        return image[:, :h, :w].astype(np.float32) if h and w else None
+        sides = [(min(side, max(factor, EXAMPLE_SIDE // factor * factor)) // factor) * factor
+                 for side in image.shape[1:-1]]
+        crop = (slice(None),) + tuple(slice(0, side) for side in sides)
+        return image[crop].astype(np.float32) if all(sides) else None
     return None
+
+
+def _middle_slice(image: np.ndarray, mask: np.ndarray):
+    """A volume's middle slice along its last spatial axis (axial for RAS), the image
+    min-max scaled to [0, 1] for display; a 2-D image and mask pass through."""
+    if image.ndim == 3:
+        return image, mask
+    image = image[:, :, image.shape[2] // 2]
+    low, high = float(image.min()), float(image.max())
+    return (image - low) / (high - low or 1.0), mask[:, :, mask.shape[2] // 2]
 
 
 def _save_val_overlays(model, val_ds, path: Path, count: int) -> Optional[Path]:
@@ -131,6 +143,10 @@ def _save_val_overlays(model, val_ds, path: Path, count: int) -> Optional[Path]:
     if not images:
         return None
     logits = model.predict(np.stack(images), verbose=0)
+    if logits.ndim == 5:  # volumes: draw their middle slices
+        pairs = [_middle_slice(i, m) for i, m in zip(images, masks)]
+        images, masks = [p[0] for p in pairs], [p[1] for p in pairs]
+        logits = logits[:, :, :, logits.shape[3] // 2]
     multiclass = logits.shape[-1] > 1
     if multiclass:
         preds = np.argmax(logits, axis=-1).astype(np.int32)
@@ -173,8 +189,8 @@ def _finish(recorder: RunRecorder, model, best: BestCheckpoint, val_ds, config, 
         np.save(run_dir / "input_example.npy", example)
     name = "input_example.npy" if example is not None else None
     recorder.log_model("keras", "segtie.model_uri", example=name)
-    # raw images -> masks, for `mlflow models serve`
-    recorder.log_model("pyfunc", "segtie.serving_uri", example=name)
+    if config.model.spatial_dims == 2:  # raw images -> masks, for `mlflow models serve`
+        recorder.log_model("pyfunc", "segtie.serving_uri", example=name)
     recorder.set_tags({"segtie.stop_reason": stop_reason})
     recorder.set_status("FINISHED")
     # None: tracking is off (nothing to send); False: the store could not be reached

@@ -26,7 +26,6 @@ import contextlib
 import dataclasses
 import gc
 import logging
-import os
 import tempfile
 from pathlib import Path
 from typing import Optional
@@ -37,7 +36,7 @@ import tensorflow as tf
 
 from segtie import config as cfg
 from segtie.losses import DiceCELoss
-from segtie.nn import base_width, build_model, build_training_model, profile
+from segtie.nn import build_model, build_training_model, profile
 
 logger = logging.getLogger(__name__)
 OPTIMIZER_SLOTS = {"adam": 2, "adamw": 2, "sgd": 1}

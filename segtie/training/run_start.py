@@ -16,6 +16,7 @@ from pathlib import Path
 
 from segtie import config as cfg
 from segtie.data.provenance import describe_split
+from segtie.data.sources import dataset_facts
 from segtie.tracking import NOTE_TAG, resolve_tracking_uri
 from segtie.training.description import run_description, run_tags
 from segtie.training.recorder import RunRecorder
@@ -75,7 +76,8 @@ def first_records(recorder: RunRecorder, config, model, source: str, steps: int,
     for record in inputs:
         recorder.log_input(record)
     recorder.log_artifact(recorder.run_dir / "config.yaml")
-    recorder.log_metrics({"num_params": unique, "steps_per_epoch": steps})
+    recorder.log_metrics({"num_params": unique, "steps_per_epoch": steps,
+                          **dataset_facts(config.data)})  # e.g. data.num_skipped
     recorder.log_metrics({f"resources.{k}": v for k, v in figures.items()})
 
 

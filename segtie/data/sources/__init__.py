@@ -12,12 +12,14 @@ from typing import Callable
 import tensorflow as tf
 
 from segtie.data.sources.drive import Drive, load_drive_split, prepare_drive
+from segtie.data.sources import hippocampus
+from segtie.data.sources.hippocampus import Hippocampus, load_hippocampus_split
 from segtie.data.sources.folder import load_folder_split, validate_folder
 from segtie.data.sources.kvasir_seg import KvasirSeg, load_kvasir_split, prepare_kvasir_seg
 from segtie.data.splits import SPLITS, check_split
 
-__all__ = ["Drive", "KvasirSeg", "LOADERS", "SPLITS", "load_split", "load_drive_split",
-           "load_folder_split", "load_kvasir_split", "prepare_drive", "prepare_kvasir_seg",
+__all__ = ["Drive", "Hippocampus", "KvasirSeg", "LOADERS", "dataset_facts", "SPLITS", "load_split", "load_drive_split",
+           "load_folder_split", "load_hippocampus_split", "load_kvasir_split", "prepare_drive", "prepare_kvasir_seg",
            "validate_folder"]
 
 # DataConfig.name -> function(data_config, split) -> tf.data.Dataset of raw examples.
@@ -25,6 +27,7 @@ LOADERS: dict[str, Callable[..., tf.data.Dataset]] = {
     "kvasir_seg": load_kvasir_split,
     "drive": load_drive_split,
     "folder": load_folder_split,
+    "hippocampus": load_hippocampus_split,
 }
 
 
@@ -58,3 +61,14 @@ def load_split(data_config, split: str) -> tf.data.Dataset:
                          f"{data_config.name!r}")
     check_split(split)
     return LOADERS[data_config.name](data_config, split)
+
+
+def dataset_facts(data_config) -> dict:
+    """Figures a run records about its dataset's build (``{}`` for most datasets).
+
+    ``hippocampus``: ``data.num_skipped`` (cases left out by ``data.skip_invalid``)
+    and ``data.num_pairs`` (valid image/label pairs), from the dataset info.
+    """
+    if data_config.name == "hippocampus":
+        return hippocampus.dataset_facts(data_config)
+    return {}
