@@ -55,6 +55,8 @@ from segtie.reports.overlays import save_overlay_grid
 from segtie.tracking import resolve_tracking_uri
 from segtie.training.backup import BACKUP_DIR, ResumableBackup, read_state
 from segtie.training.callbacks import BestCheckpoint, LearningRateInLogs, TimeBudget
+from segtie.training.distribute import (Distribution, build_distribution, per_replica_batch,
+                                        shard_by_data, worker_folder)
 from segtie.training.guards import (NonFiniteLoss, StopOnNonFiniteLoss, StopOnSignal,
                                     StopSignals, TrainingInterrupted)
 from segtie.training.optimizers import make_optimizer
@@ -90,6 +92,7 @@ class TrainResult:
     stop_reason: str = ""
     resumed_from_epoch: Optional[int] = None
     tracking_synced: bool = True
+    is_chief: bool = True
 
 
 def _num_batches(dataset) -> int:
@@ -137,9 +140,9 @@ def _save_val_overlays(model, val_ds, path: Path, count: int) -> Optional[Path]:
     return path
 
 
-def _new_run(config: cfg.Config, source: str) -> Path:
+def _new_run(config: cfg.Config, source: str, output_dir: Path) -> Path:
     """Make the run folder, its ``config.yaml`` and ``run_info.json``."""
-    run_dir = new_run_dir(Path(config.train.output_dir), config.data.name)
+    run_dir = new_run_dir(output_dir, config.data.name)
     (run_dir / "config.yaml").write_text(cfg.dump_yaml(config))
     update_run_info(
         run_dir, status="RUNNING", stop_reason=None, epochs=config.train.epochs,
@@ -271,6 +274,14 @@ def train(config: cfg.Config, model: Optional[keras.Model] = None,
         check_model(config.model)  # before any data is prepared
     if resume_from is not None:
         check_resumable(resume_from, config)
+    # multi_worker must join its cluster before TensorFlow runs anything else
+    distribution = build_distribution(config.train.distribute,
+                                      config.train.cluster_timeout_seconds)
+    per_replica_batch(config.data.batch_size, distribution.num_replicas)
+    if distribution.num_workers > 1 and config.train.max_minutes:
+        raise ValueError(f"`train.max_minutes` = {config.train.max_minutes} cannot be used "
+                         f"with `train.distribute` = 'multi_worker' (each worker's clock "
+                         f"would decide alone when to stop); set it to null")
     seed_everything(config.train.seed, config.train.deterministic)
     epochs = config.train.epochs
     state = read_state(Path(resume_from) / BACKUP_DIR) if resume_from else None
@@ -282,23 +293,56 @@ def train(config: cfg.Config, model: Optional[keras.Model] = None,
                              epochs=epochs, start_epoch=first)
     val_ds = build_dataset(config.data, "validation", training=False)
     steps = _num_batches(train_ds) // (epochs - first)
+    if distribution.num_replicas > 1:  # global batch k = the single-process batch k
+        train_ds, val_ds = shard_by_data(train_ds), shard_by_data(val_ds)
 
     source = CONFIG_MODEL if model is None else model.name
-    if model is None:  # one output (the last pass's logits); trained on every pass
-        with dtype_policy(config.train.precision):
-            model = build_training_model(build_model(
-                config.model, config.data.patch_size or config.data.image_size,
-                config.data.batch_size), config.model)
-    model.compile(optimizer=make_optimizer(config.train, steps),
-                  loss=DiceCELoss(config.train.dice_weight, config.train.bce_weight),
-                  metrics=[DiceMetric(threshold=config.eval.threshold)])
+    with distribution.strategy.scope():  # variables, optimizer slots and metrics mirrored
+        if model is None:  # one output (the last pass's logits); trained on every pass
+            with dtype_policy(config.train.precision):
+                model = build_training_model(build_model(
+                    config.model, config.data.patch_size or config.data.image_size,
+                    config.data.batch_size), config.model)
+        model.compile(optimizer=make_optimizer(config.train, steps),
+                      loss=DiceCELoss(config.train.dice_weight, config.train.bce_weight),
+                      metrics=[DiceMetric(threshold=config.eval.threshold)])
     num_params = model.count_params()
     logger.info("Model %s (from %s): %d parameters, %d training batches per epoch",
                 model.name, "the config" if source == CONFIG_MODEL else "the caller",
                 num_params, steps)
+    # Workers other than the chief write into a folder of their own, deleted at the end
+    scratch = None if distribution.is_chief else worker_folder(distribution)
+    try:
+        return _train_run(config, model, source, distribution, scratch, resume_from, state,
+                          start, steps, train_ds, val_ds)
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
 
-    run_dir = Path(resume_from) if resume_from else _new_run(config, source)
-    recorder = RunRecorder(run_dir, config.tracking.enabled, config.tracking.retry_seconds)
+
+def _open_run(config, model, source, distribution: Distribution, scratch,
+              resume_from) -> Path:
+    """The run folder (the chief's, or a worker's scratch copy of it) and its first records."""
+    if scratch is not None and resume_from:
+        run_dir = scratch / Path(resume_from).name
+        shutil.copytree(resume_from, run_dir, symlinks=True)
+    elif resume_from:
+        run_dir = Path(resume_from)
+    else:
+        run_dir = _new_run(config, source, scratch or Path(config.train.output_dir))
+    if distribution.name != "none":
+        update_run_info(run_dir, distribute=distribution.summary(
+            config.data.batch_size, len(model.trainable_variables)))
+    return run_dir
+
+
+def _train_run(config, model, source, distribution, scratch, resume_from, state, start, steps,
+               train_ds, val_ds) -> TrainResult:
+    """``train`` from the run folder on: callbacks, ``fit``, the best model, tracking."""
+    epochs, num_params = config.train.epochs, model.count_params()
+    run_dir = _open_run(config, model, source, distribution, scratch, resume_from)
+    recorder = RunRecorder(run_dir, config.tracking.enabled and distribution.is_chief,
+                           config.tracking.retry_seconds)
     if resume_from:
         _reopen(recorder, start)
     else:
@@ -351,4 +395,4 @@ def train(config: cfg.Config, model: Optional[keras.Model] = None,
                        epochs_run=best.last_epoch + 1, seconds=clock(), num_params=num_params,
                        mlflow_run_id=recorder.run_id, stop_reason=stop_reason,
                        resumed_from_epoch=start if resume_from else None,
-                       tracking_synced=synced)
+                       tracking_synced=synced, is_chief=distribution.is_chief)
