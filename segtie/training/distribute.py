@@ -43,10 +43,9 @@ import dataclasses
 import json
 import logging
 import os
-import socket
+import subprocess
 import sys
 import tempfile
-import threading
 from pathlib import Path
 from typing import Optional
 
@@ -54,14 +53,12 @@ import tensorflow as tf
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["STRATEGIES", "Cluster", "Distribution", "EXIT_CLUSTER_TIMEOUT", "build_distribution",
-           "parse_tf_config", "per_replica_batch", "shard_by_data", "worker_folder"]
+__all__ = ["STRATEGIES", "Cluster", "Distribution", "build_distribution",
+           "parse_tf_config", "per_replica_batch", "distribute_dataset", "shard_by_data", "worker_folder"]
 
 STRATEGIES = ("none", "mirrored", "multi_worker")
 TF_CONFIG = "TF_CONFIG"
 JOBS = ("chief", "worker")  # the jobs MultiWorkerMirroredStrategy trains with
-EXIT_CLUSTER_TIMEOUT = 3
-"""Exit status of a worker whose cluster did not form in time (see :func:`build_distribution`)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -191,6 +188,17 @@ def shard_by_data(dataset: tf.data.Dataset) -> tf.data.Dataset:
     return dataset.with_options(options)
 
 
+def distribute_dataset(strategy: tf.distribute.Strategy, dataset: tf.data.Dataset):
+    """``dataset`` sharded by ``DATA`` and distributed, for ``model.fit``.
+
+    On CPU-only workers batches are not prefetched "to the device"
+    (``experimental_fetch_to_device=False``): the batches are on the CPU already.
+    """
+    on_gpu = any("GPU" in device.upper() for device in strategy.extended.worker_devices)
+    options = tf.distribute.InputOptions(experimental_fetch_to_device=on_gpu)
+    return strategy.experimental_distribute_dataset(shard_by_data(dataset), options)
+
+
 @dataclasses.dataclass
 class Distribution:
     """The strategy of a training run and this process's place in it.
@@ -211,39 +219,20 @@ class Distribution:
         """Replicas in sync: the global batch is split across these."""
         return int(self.strategy.num_replicas_in_sync)
 
-    def summary(self, global_batch: int, num_variables: int) -> dict:
-        """What ``run_info.json`` records under ``distribute``."""
+    def summary(self, global_batch: int, variables: list) -> dict:
+        """What ``run_info.json`` records under ``distribute``.
+
+        ``trainable_variables`` counts the model's trainable variables (a tied kernel
+        once), ``mirrored_variables`` those of them that are one ``MirroredVariable``
+        with a copy per local replica.
+        """
+        mirrored = [v for v in variables
+                    if isinstance(getattr(v, "value", v), tf.distribute.DistributedValues)]
         return {"strategy": self.name, "num_workers": self.num_workers,
                 "num_replicas": self.num_replicas, "global_batch": global_batch,
                 "per_replica_batch": per_replica_batch(global_batch, self.num_replicas),
-                "auto_shard_policy": "DATA", "trainable_variables": num_variables}
-
-
-def _accepts(address: str, seconds: float = 2.0) -> bool:
-    host, _, port = address.rpartition(":")
-    try:
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=seconds):
-            return True
-    except OSError:
-        return False
-
-
-def _watchdog(cluster: Cluster, timeout: float, formed: threading.Event) -> None:
-    """Exit the process if the cluster has not formed after ``timeout`` seconds."""
-    if formed.wait(timeout):
-        return
-    silent = [a for a in cluster.peers if not _accepts(a)]
-    why = (f"no worker answers at {', '.join(silent)}" if silent else
-           f"every address accepts connections ({', '.join(cluster.peers)}) but not every "
-           f"task joined (another program on a port, or a worker with another TF_CONFIG)")
-    message = (f"error: {cluster.task_type}:{cluster.task_index} "
-               f"({cluster.addresses[cluster.own]}) waited `train.cluster_timeout_seconds` = "
-               f"{timeout:g} s for the cluster: {why}")
-    logger.error(message)
-    print(message, file=sys.stderr, flush=True)
-    # The main thread is blocked inside TensorFlow's cluster registration, which has no
-    # timeout of its own and ignores SIGTERM: leaving the process is the only way out.
-    os._exit(EXIT_CLUSTER_TIMEOUT)
+                "auto_shard_policy": "DATA", "trainable_variables": len(variables),
+                "mirrored_variables": len(mirrored)}
 
 
 class _MultiWorkerStrategy(tf.distribute.MultiWorkerMirroredStrategy):
@@ -269,17 +258,24 @@ class _MultiWorkerStrategy(tf.distribute.MultiWorkerMirroredStrategy):
         return tf.nest.map_structure(one, value)
 
 
+def _start_watchdog(cluster: Cluster, timeout: float) -> subprocess.Popen:
+    """Start :mod:`segtie.training.cluster_watchdog` for this process (see there why)."""
+    script = Path(__file__).with_name("cluster_watchdog.py")
+    return subprocess.Popen([sys.executable, str(script), str(os.getpid()), str(timeout),
+                             f"{cluster.task_type}:{cluster.task_index}",
+                             cluster.addresses[cluster.own], *cluster.peers])
+
+
 def _multi_worker(timeout: float) -> Distribution:
     cluster = parse_tf_config(os.environ.get(TF_CONFIG))
-    formed = threading.Event()
-    threading.Thread(target=_watchdog, args=(cluster, timeout, formed), daemon=True,
-                     name="segtie-cluster-watchdog").start()
     logger.info("Joining the cluster %s as %s:%d (waiting up to %g s)", list(cluster.addresses),
                 cluster.task_type, cluster.task_index, timeout)
+    watchdog = _start_watchdog(cluster, timeout)
     try:
         strategy = _MultiWorkerStrategy()
     finally:
-        formed.set()
+        watchdog.terminate()
+        watchdog.wait()
     return Distribution("multi_worker", strategy, len(cluster.addresses),
                         f"{cluster.task_type}:{cluster.task_index}", cluster.is_chief)
 
@@ -289,9 +285,9 @@ def build_distribution(name: str, timeout: float = 120.0) -> Distribution:
 
     ``multi_worker`` reads ``TF_CONFIG`` (:func:`parse_tf_config`) and joins the
     cluster. TensorFlow waits for every task without a limit and the wait cannot be
-    interrupted, so a watchdog thread ends the process after ``timeout`` seconds
-    with exit status :data:`EXIT_CLUSTER_TIMEOUT` and a message on stderr naming
-    the addresses where no worker answers.
+    interrupted, so a watchdog process (:mod:`segtie.training.cluster_watchdog`)
+    kills this one after ``timeout`` seconds, with a message on stderr naming the
+    addresses where no worker answers.
 
     Args:
         name: one of :data:`STRATEGIES`.

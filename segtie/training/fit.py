@@ -55,8 +55,8 @@ from segtie.reports.overlays import save_overlay_grid
 from segtie.tracking import resolve_tracking_uri
 from segtie.training.backup import BACKUP_DIR, ResumableBackup, read_state
 from segtie.training.callbacks import BestCheckpoint, LearningRateInLogs, TimeBudget
-from segtie.training.distribute import (Distribution, build_distribution, per_replica_batch,
-                                        shard_by_data, worker_folder)
+from segtie.training.distribute import (Distribution, build_distribution, distribute_dataset,
+                                        per_replica_batch, worker_folder)
 from segtie.training.guards import (NonFiniteLoss, StopOnNonFiniteLoss, StopOnSignal,
                                     StopSignals, TrainingInterrupted)
 from segtie.training.optimizers import make_optimizer
@@ -293,8 +293,6 @@ def train(config: cfg.Config, model: Optional[keras.Model] = None,
                              epochs=epochs, start_epoch=first)
     val_ds = build_dataset(config.data, "validation", training=False)
     steps = _num_batches(train_ds) // (epochs - first)
-    if distribution.num_replicas > 1:  # global batch k = the single-process batch k
-        train_ds, val_ds = shard_by_data(train_ds), shard_by_data(val_ds)
 
     source = CONFIG_MODEL if model is None else model.name
     with distribution.strategy.scope():  # variables, optimizer slots and metrics mirrored
@@ -332,7 +330,7 @@ def _open_run(config, model, source, distribution: Distribution, scratch,
         run_dir = _new_run(config, source, scratch or Path(config.train.output_dir))
     if distribution.name != "none":
         update_run_info(run_dir, distribute=distribution.summary(
-            config.data.batch_size, len(model.trainable_variables)))
+            config.data.batch_size, model.trainable_variables))
     return run_dir
 
 
@@ -364,7 +362,11 @@ def _train_run(config, model, source, distribution, scratch, resume_from, state,
     try:
         with signals:
             if start < epochs:
-                model.fit(train_ds, validation_data=val_ds, epochs=epochs,
+                fit_train, fit_val = train_ds, val_ds
+                if distribution.num_replicas > 1:  # global batch k = single-process batch k
+                    fit_train, fit_val = (distribute_dataset(distribution.strategy, ds)
+                                          for ds in (train_ds, val_ds))
+                model.fit(fit_train, validation_data=fit_val, epochs=epochs,
                           initial_epoch=start, steps_per_epoch=steps,
                           shuffle=False,  # the pipeline shuffles; Keras would warn
                           callbacks=callbacks, verbose=1)
