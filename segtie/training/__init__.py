@@ -2,6 +2,11 @@
 
 - :mod:`~segtie.training.fit`: :func:`train` (data -> model -> optimizer -> callbacks
   -> ``model.fit`` -> best checkpoint -> tracking) and :class:`TrainResult`;
+- :mod:`~segtie.training.run_steps`: what a run writes at its start, stop and end;
+- :mod:`~segtie.training.distribute`: the ``tf.distribute`` strategy of
+  ``train.distribute`` (``none``, ``mirrored``, ``multi_worker`` from ``TF_CONFIG``),
+  the global batch split, DATA sharding, the chief and the workers' scratch folders
+  (:mod:`~segtie.training.cluster_watchdog` stops a worker whose cluster never forms);
 - :mod:`~segtie.training.callbacks`: the best checkpoint (atomic), the time budget
   and the learning rate in the logs;
 - :mod:`~segtie.training.backup`: the resumable backup of the last completed epoch
