@@ -189,3 +189,34 @@ def test_launcher_reports_a_failed_worker(kvasir_data_config, tmp_path):
             "the number of replicas, 2") in done.stdout
     assert "error: worker " in done.stderr and "exited with status 2" in done.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_mirrored_trains_in_one_process_with_mirrored_variables(kvasir_data_config, tmp_path):
+    """``mirrored`` on a machine without GPUs: one CPU replica, every variable mirrored."""
+    config = tiny_config(kvasir_data_config, tmp_path / "runs",
+                         train={"epochs": 1, "distribute": "mirrored"})
+    result = train(config)
+    info = json.loads((result.run_dir / "run_info.json").read_text())
+    variables = reference_variables(result)
+    assert info["status"] == "FINISHED" and info["distribute"] == {
+        "strategy": "mirrored", "num_workers": 1, "num_replicas": 1, "global_batch": 8,
+        "per_replica_batch": 8, "auto_shard_policy": "DATA",
+        "trainable_variables": variables, "mirrored_variables": variables}
+
+
+def test_workers_must_be_positive(tmp_path):
+    from segtie.cli import main
+
+    assert main(["train", "--workers", "0"]) == 2
+
+
+def test_plain_variables_are_not_counted_as_mirrored():
+    import keras
+    import tensorflow as tf
+
+    from segtie.training.distribute import Distribution
+
+    layer = keras.layers.Dense(2)
+    layer.build((None, 3))
+    summary = Distribution("none", tf.distribute.get_strategy()).summary(8, layer.weights)
+    assert (summary["trainable_variables"], summary["mirrored_variables"]) == (2, 0)
