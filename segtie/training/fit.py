@@ -224,7 +224,8 @@ def _train_run(config, model, source, distribution, scratch, resume_from, state,
                           callbacks=callbacks, verbose=1)
             else:  # every epoch was done; a kill came during the last steps below
                 backup.set_model(model)
-                backup.restore()
+                with distribution.strategy.scope():  # the optimizer's variables, mirrored
+                    backup.restore()
             stop_reason = (budget.reason if budget and budget.reason
                            else f"completed {best.last_epoch + 1} epochs")
             synced = finish(recorder, model, best, val_ds, config, source, clock(),
