@@ -14,7 +14,7 @@ import pytest
 
 from segtie import cli
 from segtie import config as cfg
-from segtie.training import NonFiniteLoss, TrainingInterrupted, fit, guards, train
+from segtie.training import TrainingInterrupted, fit, guards, run_end, train
 from segtie.training.backup import read_state
 from segtie.training.callbacks import BestCheckpoint
 from segtie.training.journal import Journal
@@ -144,7 +144,7 @@ def test_an_exception_after_the_last_epoch_marks_the_run_failed(kvasir_data_conf
     def crash(*args, **kwargs):
         raise OSError("disk full while writing the overlays")
 
-    monkeypatch.setattr(fit, "_save_val_overlays", crash)
+    monkeypatch.setattr(run_end, "_save_val_overlays", crash)
     with pytest.raises(OSError, match="disk full"):
         train(config)
     _, run = _only_run(uri, "crash")

@@ -16,6 +16,12 @@ the newest one finished: an error, a finished run is never resumed). ``--run-dir
 resumes that folder. Ctrl-C or SIGTERM stops after the current step, keeps the best
 checkpoint and the backup, and exits 130 or 143; a NaN or infinite loss stops at once
 with exit code 1.
+
+Several workers: ``--workers N`` starts N local worker processes on 127.0.0.1, each
+with its own generated ``TF_CONFIG`` and ``train.distribute: multi_worker``, and
+streams their output prefixed ``[worker i]`` (:mod:`segtie.cli.launcher`); worker 0
+writes the run. With ``--set train.distribute=multi_worker`` and a ``TF_CONFIG`` of
+its own, ``segtie train`` is one worker of a cluster of machines.
 """
 
 from __future__ import annotations
@@ -40,8 +46,33 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                             "train.output_dir trained with this config (a new run if none)")
     where.add_argument("--run-dir", default=None, metavar="DIR",
                        help="continue this unfinished run folder (same config)")
+    parser.add_argument("--workers", type=int, default=None, metavar="N",
+                        help="start N local worker processes on 127.0.0.1 "
+                             "(train.distribute: multi_worker, one TF_CONFIG each)")
     parser.set_defaults(run=run)
     return parser
+
+
+def _launch(args: argparse.Namespace) -> int:
+    """``--workers N``: check the config once here, then start the workers."""
+    from segtie.cli.launcher import launch
+
+    def body() -> int:
+        if args.workers < 1:
+            raise ValueError(f"--workers must be >= 1, received {args.workers}")
+        config = load_config(args.config, args.overrides + ["train.distribute=multi_worker"])
+        run_dir = args.run_dir
+        if args.resume:  # decided once, so that every worker resumes the same folder
+            from segtie.training.runs import find_resumable
+
+            run_dir = find_resumable(config)
+        worker_args = ["--config", args.config] if args.config else []
+        for item in args.overrides:
+            worker_args += ["--set", item]
+        worker_args += ["--run-dir", str(run_dir)] if run_dir else []
+        return launch(worker_args, args.workers)
+
+    return run_command(body)
 
 
 def resume_command(args: argparse.Namespace) -> str:
@@ -61,6 +92,8 @@ def run(args: argparse.Namespace) -> int:
     from segtie.training.runs import find_resumable
 
     setup_logging()
+    if args.workers is not None:
+        return _launch(args)
 
     def body() -> int:
         config = load_config(args.config, args.overrides)
@@ -79,6 +112,10 @@ def run(args: argparse.Namespace) -> int:
         except NonFiniteLoss as err:
             print(f"error: {err}\nrun folder: {err.run_dir}", file=sys.stderr)
             return 1
+        if not result.is_chief:
+            print(f"\nworker done ({result.epochs_run} epochs, best val Dice "
+                  f"{result.best_val_dice:.4f}); the chief wrote the run folder")
+            return 0
         if result.resumed_from_epoch is not None:
             print(f"\nresumed         at epoch {result.resumed_from_epoch + 1}")
         print(f"\nrun folder      {result.run_dir}")

@@ -10,6 +10,7 @@ import dataclasses
 from typing import Any, Optional
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")  # Keras dtype policies
+DISTRIBUTE = ("none", "mirrored", "multi_worker")  # segtie.training.distribute.STRATEGIES
 
 def check_spacing(key: str, value: Any) -> None:
     """``value`` must be null or ``[row, col]`` of two numbers > 0 (mm per pixel).
@@ -239,6 +240,12 @@ class TrainConfig:
     pick deterministic kernels (``tf.config.experimental.enable_op_determinism``), so
     two runs with the same ``seed`` on the same machine give the same weights and
     metrics, and a resumed run those of an uninterrupted one.
+
+    ``distribute`` (:mod:`segtie.training.distribute`): ``none``, ``mirrored`` (the
+    GPUs of one machine) or ``multi_worker`` (one process per machine, ``TF_CONFIG``);
+    ``data.batch_size`` is then the global batch, split across the replicas, and
+    ``learning_rate`` is used as it is. A worker waits ``cluster_timeout_seconds`` for
+    the others, then exits naming the addresses that did not answer.
     """
 
     epochs: int = _field(20, low=1)
@@ -254,6 +261,8 @@ class TrainConfig:
     max_minutes: Optional[float] = _field(None, low=0.0)
     precision: str = _field("float32", choices=PRECISIONS)
     deterministic: bool = True
+    distribute: str = _field("none", choices=DISTRIBUTE)
+    cluster_timeout_seconds: float = _field(120.0, low=1.0)
 
 
 @dataclasses.dataclass(frozen=True)

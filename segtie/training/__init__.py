@@ -2,6 +2,14 @@
 
 - :mod:`~segtie.training.fit`: :func:`train` (data -> model -> optimizer -> callbacks
   -> ``model.fit`` -> best checkpoint -> tracking) and :class:`TrainResult`;
+- :mod:`~segtie.training.run_start`, :mod:`~segtie.training.description`: a run's
+  folder (new, resumed, a worker's copy) and first records (tags, description,
+  dataset inputs, parameters); :mod:`~segtie.training.run_end`: what a run writes
+  when it stops early or finishes;
+- :mod:`~segtie.training.distribute`: the ``tf.distribute`` strategy of
+  ``train.distribute`` (``none``, ``mirrored``, ``multi_worker`` from ``TF_CONFIG``),
+  the global batch split, DATA sharding, the chief and the workers' scratch folders
+  (:mod:`~segtie.training.cluster_watchdog` stops a worker whose cluster never forms);
 - :mod:`~segtie.training.callbacks`: the best checkpoint (atomic), the time budget,
   the learning rate in the logs and the epoch timing (seconds, images/s);
 - :mod:`~segtie.training.backup`: the resumable backup of the last completed epoch
@@ -11,8 +19,6 @@
 - :mod:`~segtie.training.runs`: run folders, ``run_info.json``, finding a run to resume;
 - :mod:`~segtie.training.journal`, :mod:`~segtie.training.recorder`: the run folder's
   tracking journal and its MLflow mirror (``segtie sync``), system metrics included;
-- :mod:`~segtie.training.run_start`, :mod:`~segtie.training.description`: a run's
-  first records (tags, description, dataset inputs, parameters) and a resumed run's;
 - :mod:`~segtie.training.reproducibility`: seeds and op determinism;
 - :mod:`~segtie.training.optimizers`, :mod:`~segtie.training.precision`: the
   optimizer and schedule of ``config.train``, mixed-precision construction;

@@ -46,29 +46,29 @@ from pathlib import Path
 from typing import Optional
 
 import keras
-import numpy as np
 
 from segtie import config as cfg
 from segtie.data.pipeline import build_dataset
 from segtie.losses import DiceCELoss
 from segtie.metrics.validation import DiceMetric
 from segtie.nn import build_model, build_training_model, check_model
-from segtie.reports.overlays import save_overlay_grid
 from segtie.training.backup import BACKUP_DIR, ResumableBackup, read_state
 from segtie.training.callbacks import (BestCheckpoint, EpochTiming, LearningRateInLogs,
                                        TimeBudget)
+from segtie.training.distribute import (build_distribution, distribute_dataset,
+                                        per_replica_batch, worker_folder)
 from segtie.training.guards import (NonFiniteLoss, StopOnNonFiniteLoss, StopOnSignal,
                                     StopSignals, TrainingInterrupted)
 from segtie.training.optimizers import make_optimizer
 from segtie.training.precision import dtype_policy
 from segtie.training.recorder import EpochMetrics, RunRecorder
 from segtie.training.reproducibility import seed_everything
-from segtie.training.run_start import (first_records, images_per_epoch, new_run, reopen,
+from segtie.training.run_end import CONFIG_MODEL, finish, stop
+from segtie.training.run_start import (first_records, images_per_epoch, open_run, reopen,
                                        training_inputs)
-from segtie.training.runs import check_resumable, new_run_dir, point_latest, update_run_info
+from segtie.training.runs import check_resumable, new_run_dir
 
 logger = logging.getLogger(__name__)
-CONFIG_MODEL = "config"  # the `segtie.model_source` tag of a model built from config.model
 __all__ = ["CONFIG_MODEL", "TrainResult", "new_run_dir", "train"]
 
 
@@ -80,7 +80,7 @@ class TrainResult:
     ``seconds`` is the training time of all its parts; ``stop_reason`` says why it
     ended (``"completed N epochs"`` or the time budget); ``tracking_synced`` is None
     with tracking off, False when MLflow could not be reached at the end (``segtie
-    sync`` sends the rest).
+    sync`` sends the rest); ``is_chief`` is False on a multi-worker run's other workers.
     """
 
     run_dir: Path
@@ -93,6 +93,7 @@ class TrainResult:
     stop_reason: str = ""
     resumed_from_epoch: Optional[int] = None
     tracking_synced: Optional[bool] = True
+    is_chief: bool = True
 
 
 def _num_batches(dataset) -> int:
@@ -101,109 +102,6 @@ def _num_batches(dataset) -> int:
         raise ValueError("The training dataset has unknown cardinality; cannot size the "
                          "learning-rate schedule")
     return n
-
-
-EXAMPLE_SIDE = 64  # pixels: the logged model's input example is a crop this large
-
-
-def input_example(val_ds, depth: int) -> Optional[np.ndarray]:
-    """A crop of the first validation image, float32 ``(1, h, w, C)``, for MLflow.
-
-    Each spatial side (``h``, ``w``; and ``d`` of a volume ``(1, d, h, w, C)``) is at
-    most :data:`EXAMPLE_SIDE` and a multiple of ``2 ** (depth - 1)``, so the U-Net
-    takes the crop.
-    """
-    factor = 2 ** (depth - 1)
-    for images, _ in val_ds.take(1):
-        image = images.numpy()[:1]
-        sides = [(min(side, max(factor, EXAMPLE_SIDE // factor * factor)) // factor) * factor
-                 for side in image.shape[1:-1]]
-        crop = (slice(None),) + tuple(slice(0, side) for side in sides)
-        return image[crop].astype(np.float32) if all(sides) else None
-    return None
-
-
-def _middle_slice(image: np.ndarray, mask: np.ndarray):
-    """A volume's middle slice along its last spatial axis (axial for RAS), the image
-    min-max scaled to [0, 1] for display; a 2-D image and mask pass through."""
-    if image.ndim == 3:
-        return image, mask
-    image = image[:, :, image.shape[2] // 2]
-    low, high = float(image.min()), float(image.max())
-    return (image - low) / (high - low or 1.0), mask[:, :, mask.shape[2] // 2]
-
-
-def _save_val_overlays(model, val_ds, path: Path, count: int) -> Optional[Path]:
-    if count <= 0:
-        return None
-    images, masks = [], []
-    for x, y in val_ds.unbatch().take(count):
-        images.append(x.numpy())
-        masks.append(y.numpy()[..., 0])
-    if not images:
-        return None
-    logits = model.predict(np.stack(images), verbose=0)
-    if logits.ndim == 5:  # volumes: draw their middle slices
-        pairs = [_middle_slice(i, m) for i, m in zip(images, masks)]
-        images, masks = [p[0] for p in pairs], [p[1] for p in pairs]
-        logits = logits[:, :, :, logits.shape[3] // 2]
-    multiclass = logits.shape[-1] > 1
-    if multiclass:
-        preds = np.argmax(logits, axis=-1).astype(np.int32)
-    else:
-        preds = (logits[..., 0] > 0).astype(np.uint8)  # logit 0 == probability 0.5
-    save_overlay_grid(images, masks, list(preds), path, multiclass=multiclass)
-    return path
-
-
-def _stop(recorder: RunRecorder, status: str, reason: str) -> None:
-    """Mark a run that did not finish (never raises: the cause is what matters)."""
-    try:
-        recorder.set_status(status)
-        recorder.sync(force=True)
-        state = read_state(recorder.run_dir / BACKUP_DIR)
-        update_run_info(recorder.run_dir, status=status, stop_reason=reason,
-                        epochs_done=state["epoch"] if state else 0,
-                        mlflow_run_id=recorder.run_id)
-        logger.warning("Run %s %s: %s", recorder.run_dir, status, reason)
-    except Exception as err:  # noqa: BLE001
-        logger.error("Could not mark run %s %s: %s", recorder.run_dir, status, err)
-
-
-def _finish(recorder: RunRecorder, model, best: BestCheckpoint, val_ds, config, source: str,
-            seconds: float, stop_reason: str) -> Optional[bool]:
-    """Everything after the last epoch: overlays, metrics, artifacts, models, FINISHED."""
-    run_dir = recorder.run_dir
-    best_model = keras.saving.load_model(best.path, safe_mode=True)
-    overlays = _save_val_overlays(best_model, val_ds, run_dir / "val_overlays.png",
-                                  config.eval.num_overlays)
-    rate = keras.ops.convert_to_numpy(model.optimizer.learning_rate)
-    recorder.log_metrics({"best_val_dice": best.best, "best_epoch": best.best_epoch + 1,
-                          "train_seconds": seconds, "epochs_run": best.last_epoch + 1,
-                          "final_learning_rate": float(rate)})
-    if overlays:
-        recorder.log_artifact(overlays)
-    recorder.log_artifact(run_dir / "history.csv")
-    example = input_example(val_ds, config.model.depth) if source == CONFIG_MODEL else None
-    if example is not None:
-        np.save(run_dir / "input_example.npy", example)
-    name = "input_example.npy" if example is not None else None
-    recorder.log_model("keras", "segtie.model_uri", example=name)
-    if config.model.spatial_dims == 2:  # raw images -> masks, for `mlflow models serve`
-        recorder.log_model("pyfunc", "segtie.serving_uri", example=name)
-    recorder.set_tags({"segtie.stop_reason": stop_reason})
-    recorder.set_status("FINISHED")
-    # None: tracking is off (nothing to send); False: the store could not be reached
-    synced = recorder.sync(force=True) if recorder.mirror is not None else None
-    update_run_info(run_dir, status="FINISHED", stop_reason=stop_reason,
-                    epochs_done=best.last_epoch + 1, mlflow_run_id=recorder.run_id,
-                    train_seconds=seconds, tracking_synced=synced)
-    point_latest(run_dir)
-    state = read_state(run_dir / BACKUP_DIR)  # finished: never resumed, keep the last epoch
-    if state is not None and (run_dir / BACKUP_DIR / state["weights"]).is_file():
-        (run_dir / BACKUP_DIR / state["weights"]).replace(run_dir / "last.weights.h5")
-    shutil.rmtree(run_dir / BACKUP_DIR, ignore_errors=True)
-    return synced
 
 
 def train(config: cfg.Config, model: Optional[keras.Model] = None,
@@ -250,6 +148,14 @@ def train(config: cfg.Config, model: Optional[keras.Model] = None,
         check_model(config.model)  # before any data is prepared
     if resume_from is not None:
         check_resumable(resume_from, config)
+    # multi_worker must join its cluster before TensorFlow runs anything else
+    distribution = build_distribution(config.train.distribute,
+                                      config.train.cluster_timeout_seconds)
+    per_replica_batch(config.data.batch_size, distribution.num_replicas)
+    if distribution.num_workers > 1 and config.train.max_minutes:
+        raise ValueError(f"`train.max_minutes` = {config.train.max_minutes} cannot be used "
+                         f"with `train.distribute` = 'multi_worker' (each worker's clock "
+                         f"would decide alone when to stop); set it to null")
     seed_everything(config.train.seed, config.train.deterministic)
     epochs = config.train.epochs
     state = read_state(Path(resume_from) / BACKUP_DIR) if resume_from else None
@@ -263,22 +169,37 @@ def train(config: cfg.Config, model: Optional[keras.Model] = None,
     steps = _num_batches(train_ds) // (epochs - first)
 
     source = CONFIG_MODEL if model is None else model.name
-    if model is None:  # one output (the last pass's logits); trained on every pass
-        with dtype_policy(config.train.precision):
-            model = build_training_model(build_model(
-                config.model, config.data.patch_size or config.data.image_size,
-                config.data.batch_size), config.model)
-    model.compile(optimizer=make_optimizer(config.train, steps),
-                  loss=DiceCELoss(config.train.dice_weight, config.train.bce_weight),
-                  metrics=[DiceMetric(threshold=config.eval.threshold)])
+    with distribution.strategy.scope():  # variables, optimizer slots and metrics mirrored
+        if model is None:  # one output (the last pass's logits); trained on every pass
+            with dtype_policy(config.train.precision):
+                model = build_training_model(build_model(
+                    config.model, config.data.patch_size or config.data.image_size,
+                    config.data.batch_size), config.model)
+        model.compile(optimizer=make_optimizer(config.train, steps),
+                      loss=DiceCELoss(config.train.dice_weight, config.train.bce_weight),
+                      metrics=[DiceMetric(threshold=config.eval.threshold)])
     num_params = model.count_params()
     logger.info("Model %s (from %s): %d parameters, %d training batches per epoch",
                 model.name, "the config" if source == CONFIG_MODEL else "the caller",
                 num_params, steps)
+    # Workers other than the chief write into a folder of their own, deleted at the end
+    scratch = None if distribution.is_chief else worker_folder(distribution)
+    try:
+        return _train_run(config, model, source, distribution, scratch, resume_from, state,
+                          start, steps, train_ds, val_ds)
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
 
+
+def _train_run(config, model, source, distribution, scratch, resume_from, state, start, steps,
+               train_ds, val_ds) -> TrainResult:
+    """``train`` from the run folder on: callbacks, ``fit``, the best model, tracking."""
+    epochs, num_params = config.train.epochs, model.count_params()
     inputs = training_inputs(config.data)
-    run_dir = Path(resume_from) if resume_from else new_run(config, source)
-    recorder = RunRecorder(run_dir, config.tracking.enabled, config.tracking.retry_seconds)
+    run_dir = open_run(config, model, source, distribution, scratch, resume_from)
+    recorder = RunRecorder(run_dir, config.tracking.enabled and distribution.is_chief,
+                           config.tracking.retry_seconds)
     if resume_from:
         reopen(recorder, start)
     else:
@@ -299,39 +220,43 @@ def train(config: cfg.Config, model: Optional[keras.Model] = None,
                  EpochMetrics(recorder, timing), backup, *([budget] if budget else []),
                  StopOnSignal(signals)]
     try:
-        with signals:
-            with recorder.system_metrics(config.tracking.system_metrics,
-                                         config.tracking.system_metrics_interval):
-                if start < epochs:
-                    model.fit(train_ds, validation_data=val_ds, epochs=epochs,
-                              initial_epoch=start, steps_per_epoch=steps,
-                              shuffle=False,  # the pipeline shuffles; Keras would warn
-                              callbacks=callbacks, verbose=1)
-                else:  # every epoch was done; a kill came during the last steps below
-                    backup.set_model(model)
+        with signals, recorder.system_metrics(config.tracking.system_metrics,
+                                              config.tracking.system_metrics_interval):
+            if start < epochs:
+                fit_train, fit_val = train_ds, val_ds
+                if distribution.num_replicas > 1:  # global batch k = single-process batch k
+                    fit_train, fit_val = (distribute_dataset(distribution.strategy, ds)
+                                          for ds in (train_ds, val_ds))
+                model.fit(fit_train, validation_data=fit_val, epochs=epochs,
+                          initial_epoch=start, steps_per_epoch=steps,
+                          shuffle=False,  # the pipeline shuffles; Keras would warn
+                          callbacks=callbacks, verbose=1)
+            else:  # every epoch was done; a kill came during the last steps below
+                backup.set_model(model)
+                with distribution.strategy.scope():  # the optimizer's variables, mirrored
                     backup.restore()
             stop_reason = (budget.reason if budget and budget.reason
                            else f"completed {best.last_epoch + 1} epochs")
-            synced = _finish(recorder, model, best, val_ds, config, source, clock(),
+            synced = finish(recorder, model, best, val_ds, config, source, clock(),
                              stop_reason)
     except TrainingInterrupted as err:
-        _stop(recorder, "KILLED", str(err))
+        stop(recorder, "KILLED", str(err))
         err.run_dir = run_dir
         raise
     except KeyboardInterrupt as err:  # a second Ctrl-C, or one outside the handler
-        _stop(recorder, "KILLED", "interrupted by SIGINT")
+        stop(recorder, "KILLED", "interrupted by SIGINT")
         interrupted = TrainingInterrupted(signal.SIGINT, "a second Ctrl-C")
         interrupted.run_dir = run_dir
         raise interrupted from err
     except NonFiniteLoss as err:
-        _stop(recorder, "FAILED", str(err))
+        stop(recorder, "FAILED", str(err))
         err.run_dir = run_dir
         raise
     except BaseException as err:
-        _stop(recorder, "FAILED", f"{type(err).__name__}: {err}")
+        stop(recorder, "FAILED", f"{type(err).__name__}: {err}")
         raise
     return TrainResult(run_dir=run_dir, checkpoint=best.path, best_val_dice=best.best,
                        epochs_run=best.last_epoch + 1, seconds=clock(), num_params=num_params,
                        mlflow_run_id=recorder.run_id, stop_reason=stop_reason,
                        resumed_from_epoch=start if resume_from else None,
-                       tracking_synced=synced)
+                       tracking_synced=synced, is_chief=distribution.is_chief)

@@ -1,4 +1,7 @@
-"""A training run's first records: a new run folder, or a resumed one reopened.
+"""A training run's start: its folder (new, resumed, or a worker's copy) and first records.
+
+:func:`open_run` makes the run folder, or continues a resumed one, or gives a
+multi-worker run's non-chief worker a scratch copy (:mod:`segtie.training.distribute`).
 
 A new run journals its status, filter tags and description
 (:mod:`segtie.training.description`), the flat config as parameters, ``config.yaml``,
@@ -10,6 +13,7 @@ redo and says it was resumed.
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 import uuid
 from pathlib import Path
@@ -19,13 +23,15 @@ from segtie.data.provenance import describe_split
 from segtie.data.sources import dataset_facts
 from segtie.tracking import NOTE_TAG, resolve_tracking_uri
 from segtie.training.description import run_description, run_tags
+from segtie.training.distribute import Distribution
 from segtie.training.recorder import RunRecorder
 from segtie.training.resources import resource_figures
 from segtie.training.runs import new_run_dir, read_run_info, truncate_history, update_run_info
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["first_records", "images_per_epoch", "new_run", "reopen", "training_inputs"]
+__all__ = ["first_records", "images_per_epoch", "new_run", "open_run", "reopen",
+           "training_inputs"]
 
 
 def training_inputs(data_config) -> list:
@@ -39,9 +45,9 @@ def images_per_epoch(data_config, train_record: dict) -> int:
     return max(1, train_record["num_cases"] * per_image)
 
 
-def new_run(config: cfg.Config, source: str) -> Path:
-    """Make the run folder, its ``config.yaml`` and ``run_info.json``."""
-    run_dir = new_run_dir(Path(config.train.output_dir), config.data.name)
+def new_run(config: cfg.Config, source: str, output_dir: Path) -> Path:
+    """Make the run folder in ``output_dir``, its ``config.yaml`` and ``run_info.json``."""
+    run_dir = new_run_dir(Path(output_dir), config.data.name)
     (run_dir / "config.yaml").write_text(cfg.dump_yaml(config))
     update_run_info(
         run_dir, status="RUNNING", stop_reason=None, epochs=config.train.epochs,
@@ -95,3 +101,19 @@ def reopen(recorder: RunRecorder, start: int) -> None:
     logger.info("Resuming %s at epoch %d of %d (dropped %d journal records and %d "
                 "history rows of unfinished epochs)", recorder.run_dir, start + 1,
                 int(info.get("epochs", 0)), dropped, rows)
+
+
+def open_run(config, model, source, distribution: Distribution, scratch,
+              resume_from) -> Path:
+    """The run folder (the chief's, or a worker's scratch copy of it) and its first records."""
+    if scratch is not None and resume_from:
+        run_dir = scratch / Path(resume_from).name
+        shutil.copytree(resume_from, run_dir, symlinks=True)
+    elif resume_from:
+        run_dir = Path(resume_from)
+    else:
+        run_dir = new_run(config, source, scratch or Path(config.train.output_dir))
+    if distribution.name != "none":
+        update_run_info(run_dir, distribute=distribution.summary(
+            config.data.batch_size, model.trainable_variables))
+    return run_dir
