@@ -80,8 +80,16 @@ def point_config(args, family: str, budget: int) -> cfg.Config:
 
 
 def point_key(config: cfg.Config, family: str, budget: int) -> str:
-    """``<dataset>/<family>/<budget>/<digest of every config value but the places>``."""
-    values = {k: v for k, v in cfg.flatten(config).items() if k not in PLACES}
+    """``<dataset>/<family>/<budget>/<digest of the config values that are not defaults>``.
+
+    Only values that differ from segtie's defaults count (and never the output
+    places), so a config key added later with a default does not make every recorded
+    point look new: it trains the same model. (The first frontier run of 2026-12-02
+    retrained its points after such keys were added; this rule came from that.)
+    """
+    defaults = cfg.flatten(cfg.from_dict({}))
+    values = {k: v for k, v in cfg.flatten(config).items()
+              if k not in PLACES and (k not in defaults or defaults[k] != v)}
     digest = hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode())
     return f"{config.data.name}/{family}/{budget}/{digest.hexdigest()[:12]}"
 
