@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import keras
 
-from segtie.evaluation.volumes import predict_volume, volume_ml
+from segtie.evaluation.volumes import volume_ml
+from segtie.inference.volumes import predict_volume
 from segtie.inference import InferenceOptions
 from segtie.inference.sliding_window import _sliding_window, gaussian_importance_map
 from scipy import signal

@@ -1,8 +1,7 @@
 """Evaluation of 3-D volumes: sliding-window inference, per-class scores in mm, volumes in mL.
 
 :func:`evaluate_volumes` runs a 3-D model on every case at its own size with
-:func:`segtie.inference.sliding_window._sliding_window` (3-D windows, Gaussian
-blending), takes the argmax class, and scores each foreground class one-vs-rest with
+:func:`segtie.inference.volumes.predict_volume` (3-D windows, Gaussian blending), takes the argmax class, and scores each foreground class one-vs-rest with
 :func:`segtie.evaluation.scoring.score_prediction` (Dice, IoU, precision, recall,
 specificity, HD95, ASSD, NSD), distances in millimetres from the case's header
 spacing. Each class also gets its volumes (:func:`volume_ml`): ``volume_ml_class<c>``
@@ -29,9 +28,9 @@ import numpy as np
 from segtie import metrics, reports
 from segtie.evaluation import scoring
 from segtie.inference import InferenceOptions
-from segtie.inference.sliding_window import _sliding_window
+from segtie.inference.volumes import predict_volume
 
-__all__ = ["VOLUME_NAMES", "evaluate_volumes", "predict_volume", "volume_ml", "volume_names"]
+__all__ = ["VOLUME_NAMES", "evaluate_volumes", "volume_ml", "volume_names"]
 
 logger = logging.getLogger(__name__)
 VOLUME_NAMES = ("volume_ml", "volume_ref_ml", "volume_error_ml", "volume_abs_error_ml")
@@ -58,20 +57,6 @@ def volume_ml(mask: np.ndarray, spacing: Sequence[float]) -> float:
 def volume_names(num_classes: int) -> tuple[str, ...]:
     """The volume columns of a report, class by class."""
     return scoring.class_names(VOLUME_NAMES, num_classes)
-
-
-def predict_volume(model, image: np.ndarray, options: InferenceOptions) -> np.ndarray:
-    """Softmax probabilities of one volume at its own size (sliding window).
-
-    Shapes:
-        ``image``: float32 ``(D0, H0, W0, C)``. Returns ``(D0, H0, W0, K)``.
-
-    Raises:
-        ValueError: the window is not three sides, or the model's output is wrong.
-    """
-    logits = _sliding_window(model, np.asarray(image, np.float32), options).astype(np.float64)
-    exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    return (exp / exp.sum(axis=-1, keepdims=True)).astype(np.float32)
 
 
 def _middle_slices(image, mask, prediction):

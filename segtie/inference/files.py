@@ -16,7 +16,10 @@ the given :class:`~segtie.inference.InferenceOptions`), thresholds it
   ``(H0, W0, K)``.
 
 16-bit images are scaled to 8 bits by their own maximum
-(:func:`segtie.data.image_files.to_uint8`). No ground truth is read.
+(:func:`segtie.data.image_files.to_uint8`). NIfTI volumes (``.nii``, ``.nii.gz``) go
+to a 3-D model (:func:`segtie.inference.volumes.predict_nifti`) and give
+``<stem>_mask.nii.gz`` with the input's affine (``probabilities="npy"`` only). No
+ground truth is read.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from segtie.data.image_files import SUFFIXES, read_image, to_uint8
 from segtie.inference.options import InferenceOptions
 from segtie.inference.postprocess import predict_labels
 from segtie.inference.predict import predict_probabilities
+from segtie.inference.volumes import VOLUME_SUFFIXES, is_volume, predict_nifti, volume_stem
 
 __all__ = ["PROBABILITY_FORMATS", "PredictSummary", "find_images", "plan_outputs",
            "predict_files"]
@@ -59,24 +63,33 @@ def find_images(inputs: Sequence) -> list[Path]:
         FileNotFoundError: an input does not exist.
         ValueError: a named file has an unknown suffix, or nothing was found.
     """
+    known = lambda p: p.suffix.lower() in SUFFIXES or is_volume(p)  # noqa: E731
     files = []
     for item in map(Path, inputs):
         if item.is_dir():
-            files += sorted(p for p in item.iterdir()
-                            if p.is_file() and p.suffix.lower() in SUFFIXES)
+            files += sorted(p for p in item.iterdir() if p.is_file() and known(p))
         elif item.is_file():
-            if item.suffix.lower() not in SUFFIXES:
+            if not known(item):
                 raise ValueError(f"{item}: unsupported image type {item.suffix!r}; "
-                                 f"expected one of {SUFFIXES}")
+                                 f"expected one of {SUFFIXES + VOLUME_SUFFIXES}")
             files.append(item)
         else:
             raise FileNotFoundError(f"Input not found: {item}")
     if not files:
-        raise ValueError(f"No images ({', '.join(SUFFIXES)}) in {[str(i) for i in inputs]}")
+        raise ValueError(f"No images ({', '.join(SUFFIXES + VOLUME_SUFFIXES)}) in "
+                         f"{[str(i) for i in inputs]}")
     return files
 
 
-def _targets(stem: str, out_dir: Path, probabilities: Optional[str], num_classes: int):
+def _targets(path: Path, out_dir: Path, probabilities: Optional[str], num_classes: int):
+    if is_volume(path):
+        if probabilities == "png16":
+            raise ValueError(f"{path}: --probabilities png16 writes 2-D images; use npy for "
+                             f"volumes")
+        stem = volume_stem(path)
+        return [out_dir / f"{stem}_mask.nii.gz"] + (
+            [out_dir / f"{stem}_prob.npy"] if probabilities == "npy" else [])
+    stem = path.stem
     names = [f"{stem}_mask.png"]
     if probabilities == "npy":
         names.append(f"{stem}_prob.npy")
@@ -100,11 +113,12 @@ def plan_outputs(files: Sequence[Path], out_dir, probabilities: Optional[str],
                          f"None, received {probabilities!r}")
     out_dir, plan, stems = Path(out_dir), {}, {}
     for path in files:
-        if path.stem in stems:
-            raise ValueError(f"{stems[path.stem]} and {path} would both write "
-                             f"{path.stem}_mask.png; rename one or predict them separately")
-        stems[path.stem] = path
-        plan[path] = _targets(path.stem, out_dir, probabilities, num_classes)
+        stem = volume_stem(path) if is_volume(path) else path.stem
+        if stem in stems:
+            raise ValueError(f"{stems[stem]} and {path} would both write {stem}_mask.*; "
+                             f"rename one or predict them separately")
+        stems[stem] = path
+        plan[path] = _targets(path, out_dir, probabilities, num_classes)
     existing = [p for outs in plan.values() for p in outs if p.exists()]
     if existing and not overwrite:
         raise ValueError(f"{existing[0]} exists ({len(existing)} output files exist in "
@@ -150,6 +164,19 @@ def predict_files(model, plan: dict, options: InferenceOptions, threshold: float
     bar = keras.utils.Progbar(len(plan), unit_name="image") if progress else None
     written, skipped, start = [], [], time.monotonic()
     for i, (path, outputs) in enumerate(plan.items()):
+        if is_volume(path):
+            try:
+                predict_nifti(model, path, outputs, options, threshold)
+            except (ValueError, OSError) as err:
+                if not keep_going:
+                    raise
+                logger.warning("Skipping %s: %s", path, err)
+                skipped.append((path, str(err)))
+            else:
+                written += outputs
+            if bar is not None:
+                bar.update(i + 1)
+            continue
         try:
             image = read_image(path.read_bytes(), path.name)
         except (ValueError, OSError) as err:
