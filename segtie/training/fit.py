@@ -236,7 +236,8 @@ def _train_run(config, model, source, distribution, scratch, resume_from, state,
                 with distribution.strategy.scope():  # the optimizer's variables, mirrored
                     backup.restore()
             stop_reason = (budget.reason if budget and budget.reason
-                           else f"completed {best.last_epoch + 1} epochs")
+                           else f"completed {best.last_epoch + 1} epoch"
+                           + ("s" if best.last_epoch else ""))
             synced = finish(recorder, model, best, val_ds, config, source, clock(),
                              stop_reason)
     except TrainingInterrupted as err:
