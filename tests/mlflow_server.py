@@ -39,20 +39,23 @@ def start(store_uri: str, log: Path):
     return process, f"http://{HOST}:{port}"
 
 
-def wait_until_healthy(process, url: str, log: Path) -> None:
-    """Wait for ``/health``; raises ``RuntimeError`` with the log if it never answers."""
-    deadline = time.monotonic() + START_TIMEOUT
+def wait_until_healthy(process, url: str, log: Path, endpoint: str = "/health",
+                       timeout: float = START_TIMEOUT) -> None:
+    """Wait until ``url + endpoint`` answers 200 (``/health`` of ``mlflow server``,
+    ``/ping`` of ``mlflow models serve``); raises ``RuntimeError`` with the log if the
+    process exits or nothing answers within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"mlflow server exited {process.returncode}:\n"
+            raise RuntimeError(f"{process.args[:3]} exited {process.returncode}:\n"
                                f"{log.read_text()[-3000:]}")
         try:
-            with urllib.request.urlopen(url + "/health", timeout=5) as reply:
+            with urllib.request.urlopen(url + endpoint, timeout=5) as reply:
                 if reply.status == 200:
                     return
         except OSError:
             time.sleep(0.5)
-    raise RuntimeError(f"no answer on {url}/health after {START_TIMEOUT} s:\n"
+    raise RuntimeError(f"no answer on {url}{endpoint} after {timeout} s:\n"
                        f"{log.read_text()[-3000:]}")
 
 

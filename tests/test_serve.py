@@ -3,10 +3,8 @@
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -18,6 +16,7 @@ from segtie.data.pipeline import build_eval_dataset
 from segtie.inference import predict_probabilities
 from segtie.training import checkpoints
 
+from mlflow_server import free_port, wait_until_healthy
 from trained_model import trained_run
 
 pytestmark = pytest.mark.slow
@@ -29,34 +28,13 @@ def trained(kvasir_data_config, tmp_path_factory):
     return trained_run(kvasir_data_config, tmp_path_factory)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_for_ping(url: str, process, log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"mlflow models serve exited {process.returncode}:\n"
-                        f"{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(url + "/ping", timeout=5) as reply:
-                if reply.status == 200:
-                    return
-        except OSError:
-            time.sleep(1)
-    pytest.fail(f"no answer on {url}/ping after {START_TIMEOUT} s:\n{log.read_text()[-3000:]}")
-
-
 def test_served_model_segments_a_real_frame(trained, tmp_path):
     run_id = trained.result.mlflow_run_id
     run = mlflow.MlflowClient(trained.tracking_uri).get_run(run_id)
     assert run.data.tags["segtie.serving_uri"].startswith("models:/m-")
     cases = list(build_eval_dataset(trained.config.data, "test").take(8).as_numpy_iterator())
     image = min((c["image"] for c in cases), key=lambda im: im.size)  # smallest JSON
-    port, log = _free_port(), tmp_path / "serve.log"
+    port, log = free_port(), tmp_path / "serve.log"
     bin_dir = str(Path(sys.executable).parent)  # mlflow starts uvicorn from PATH
     env = {**os.environ, "MLFLOW_TRACKING_URI": trained.tracking_uri,
            "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
@@ -68,7 +46,7 @@ def test_served_model_segments_a_real_frame(trained, tmp_path):
             cwd=tmp_path, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_for_ping(url, server, log)
+        wait_until_healthy(server, url, log, "/ping", START_TIMEOUT)
         body = json.dumps({"inputs": image[None].tolist()}).encode()
         request = urllib.request.Request(url + "/invocations", body,
                                          {"Content-Type": "application/json"})

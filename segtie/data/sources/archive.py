@@ -33,6 +33,7 @@ MANUAL_DIR_ENV = "SEGTIE_MANUAL_DIR"
 PROBE_TIMEOUT_S = 10.0  # connection probe before a download attempt
 
 __all__ = ["MANUAL_DIR_ENV", "ZipArchiveBuilder", "archive_candidates", "network_reachable",
+           "scan_zip",
            "member_names", "open_member", "prepare", "read_member"]
 
 
@@ -69,6 +70,20 @@ def network_reachable(url: str, timeout: float = PROBE_TIMEOUT_S) -> bool:
     except OSError as err:
         logger.info("Cannot reach %s (%s); not downloading", parts.hostname, err)
         return False
+
+
+def scan_zip(path: Path, scan):
+    """``scan(archive, path)`` on the zip file at ``path``, which is closed afterwards.
+
+    Raises:
+        ValueError: ``path`` is not a zip archive (the message names it), or what
+            ``scan`` raises.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return scan(archive, path)
+    except zipfile.BadZipFile as err:
+        raise ValueError(f"{path} is not a valid zip archive: {err}") from err
 
 
 def member_names(archive: zipfile.ZipFile, path: Path) -> list[str]:

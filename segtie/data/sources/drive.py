@@ -45,7 +45,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from segtie.data.sources import archive as archive_lib
-from segtie.data.sources.archive import MANUAL_DIR_ENV, ZipArchiveBuilder
+from segtie.data.sources.archive import MANUAL_DIR_ENV, ZipArchiveBuilder, scan_zip
 from segtie.data.image_files import read_image
 
 logger = logging.getLogger(__name__)
@@ -172,11 +172,7 @@ class Drive(ZipArchiveBuilder):
                 f"public download: register at {HOMEPAGE}, download {ARCHIVE_NAME} and "
                 f"put it, unextracted, in the manual folder (`data.manual_dir` of the "
                 f"config) or in the folder named by ${MANUAL_DIR_ENV}.")
-        try:
-            with zipfile.ZipFile(path) as archive:
-                cases = _archive_members(archive, path)
-        except zipfile.BadZipFile as err:
-            raise ValueError(f"{path} is not a valid zip archive: {err}") from err
+        cases = scan_zip(path, _archive_members)
         split = drive_split_ids(list(cases["training"]), list(cases["test"]))
         members = {**cases["training"], **cases["test"]}
         logger.info("DRIVE: %s", {name: len(ids) for name, ids in split.items()})

@@ -186,11 +186,7 @@ class Hippocampus(ZipArchiveBuilder):
             looked = "\n".join(f"  {p}" for p in candidates) or "  (no manual folder given)"
             raise FileNotFoundError(f"Archive {ARCHIVE_NAME} not found. Looked at:\n{looked}"
                                     f"\n{self.MANUAL_DOWNLOAD_INSTRUCTIONS}")
-        try:
-            with zipfile.ZipFile(path) as archive:
-                pairing = scan_archive(archive, path)
-        except zipfile.BadZipFile as err:
-            raise ValueError(f"{path} is not a valid zip archive: {err}") from err
+        pairing = archive_lib.scan_zip(path, scan_archive)
         if pairing.problems and self.builder_config.name == "strict":
             listed = "\n".join(f"  {p}" for p in pairing.problems)
             raise ValueError(

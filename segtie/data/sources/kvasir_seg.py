@@ -42,7 +42,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from segtie.data.sources import archive as archive_lib
-from segtie.data.sources.archive import MANUAL_DIR_ENV, ZipArchiveBuilder
+from segtie.data.sources.archive import MANUAL_DIR_ENV, ZipArchiveBuilder, scan_zip
 from segtie.data.sources.archive import network_reachable as _network_reachable
 from segtie.data.sources.archive import open_member as _open_image
 from segtie.data.image_files import binarize_jpeg_mask
@@ -141,11 +141,7 @@ class KvasirSeg(ZipArchiveBuilder):
 
     def _split_generators(self, dl_manager):
         path = self._find_archive(dl_manager)
-        try:
-            with zipfile.ZipFile(path) as archive:
-                members = _archive_members(archive, path)
-        except zipfile.BadZipFile as err:
-            raise ValueError(f"{path} is not a valid zip archive: {err}") from err
+        members = scan_zip(path, _archive_members)
         split = split_ids(list(members))
         logger.info("Kvasir-SEG: %s", {name: len(ids) for name, ids in split.items()})
         return {name: self._generate_examples(path, {i: members[i] for i in ids})
