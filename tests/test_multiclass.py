@@ -89,7 +89,7 @@ def test_inference_keeps_the_class_channels(model, sliding):
     np.testing.assert_array_equal(np.argmax(logits, -1), labels)
     probs = inference.predict_probabilities(model, image_of(labels), SIZE, options)
     np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-6)
-    with pytest.raises(ValueError, match=r"logits of shape \(batch, height, width, 1\)"):
+    with pytest.raises(ValueError, match=r"logits of shape \(batch, \*spatial, 1\) \(`num_classes` = 1\)"):
         predict_logits(model, image_of(labels), InferenceOptions(SIZE))
 
 
