@@ -114,11 +114,12 @@ def plan_outputs(files: Sequence[Path], out_dir, probabilities: Optional[str],
     out_dir, plan, stems = Path(out_dir), {}, {}
     for path in files:
         stem = volume_stem(path) if is_volume(path) else path.stem
+        targets = _targets(path, out_dir, probabilities, num_classes)
         if stem in stems:
-            raise ValueError(f"{stems[stem]} and {path} would both write {stem}_mask.*; "
-                             f"rename one or predict them separately")
+            raise ValueError(f"{stems[stem]} and {path} would both write {targets[0].name} "
+                             f"(or {stem}_mask.*); rename one or predict them separately")
         stems[stem] = path
-        plan[path] = _targets(path, out_dir, probabilities, num_classes)
+        plan[path] = targets
     existing = [p for outs in plan.values() for p in outs if p.exists()]
     if existing and not overwrite:
         raise ValueError(f"{existing[0]} exists ({len(existing)} output files exist in "
