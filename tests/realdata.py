@@ -14,12 +14,17 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 REQUIRE_ENV = "SEGTIE_REQUIRE_DATA"
 
 
-def require_archive(path: Path) -> Path:
-    """Return ``path`` if it is a file; else skip (or fail under ``SEGTIE_REQUIRE_DATA``)."""
+def require_file(path: Path, message: str) -> Path:
+    """Return ``path`` if it is a file; else skip with ``message`` (or fail under
+    ``SEGTIE_REQUIRE_DATA``, as in CI)."""
     if not path.is_file():
-        message = (f"Real archive not found at {path}; put {path.name} in {path.parent} "
-                   f"to run this test")
         if os.environ.get(REQUIRE_ENV):
             pytest.fail(message + f" (${REQUIRE_ENV} is set)")
         pytest.skip(message)
     return path
+
+
+def require_archive(path: Path) -> Path:
+    """Return ``path`` if it is a file; else skip (or fail under ``SEGTIE_REQUIRE_DATA``)."""
+    return require_file(path, f"Real archive not found at {path}; put {path.name} in "
+                              f"{path.parent} to run this test")

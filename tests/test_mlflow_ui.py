@@ -27,7 +27,7 @@ from segtie.tracking import open_experiment
 from segtie.training import train
 
 import mlflow_server
-from realdata import REQUIRE_ENV
+from realdata import require_file
 from tiny_config import tiny_config
 
 pytestmark = pytest.mark.slow
@@ -41,13 +41,8 @@ WAIT_MS = 30_000  # the longest wait for one element (a busy 2-core machine)
 
 
 def _chromium() -> Path:
-    if not CHROMIUM.is_file():
-        message = (f"{CHROMIUM} is missing: apt-get install -y chromium (.ci/run does "
-                   f"it)")
-        if os.environ.get(REQUIRE_ENV):
-            pytest.fail(message + f" (${REQUIRE_ENV} is set)")
-        pytest.skip(message)
-    return CHROMIUM
+    return require_file(CHROMIUM, f"{CHROMIUM} is missing: apt-get install -y chromium "
+                                  f"(.ci/run does it)")
 
 
 @pytest.fixture()

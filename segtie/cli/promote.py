@@ -69,15 +69,6 @@ def promote_and_report(eval_run_id: str, name, metric, tracking_uri) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Promote the evaluation run's model if it wins."""
-    from mlflow.exceptions import MlflowException
-
     setup_logging()
-
-    def body() -> int:
-        try:
-            return promote_and_report(args.eval_run_id, args.model_name, args.metric,
-                                      args.tracking_uri)
-        except MlflowException as err:  # an unknown run id, a refusing store
-            raise ValueError(f"MLflow: {err.message}") from err
-
-    return run_command(body)
+    return run_command(lambda: promote_and_report(args.eval_run_id, args.model_name,
+                                                  args.metric, args.tracking_uri))

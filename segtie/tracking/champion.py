@@ -92,9 +92,19 @@ def promote(eval_run_id: str, name: Optional[str] = None, metric: Optional[str] 
         champion), "model_uri"}``.
 
     Raises:
-        ValueError: not an evaluation run, no such metric, or no logged model.
-        mlflow.exceptions.MlflowException: the run does not exist; the store refuses.
+        ValueError: not an evaluation run, no such metric, no logged model, or what
+            the store said (``"MLflow: ..."``: the run does not exist, the store refuses).
     """
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return _promote(eval_run_id, name, metric, tracking_uri)
+    except MlflowException as err:  # an unknown run id, a refusing store: bad input
+        raise ValueError(f"MLflow: {err.message}") from err
+
+
+def _promote(eval_run_id: str, name: Optional[str], metric: Optional[str],
+             tracking_uri: Optional[str]) -> dict:
     import mlflow
 
     uri = resolve_tracking_uri(tracking_uri)
