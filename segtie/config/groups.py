@@ -190,7 +190,9 @@ class ModelConfig:
     ``tie_decoder`` the same for the decoder; ``num_recurrences`` passes of the
     whole network, trained on every pass with weights ``recurrence_loss_decay **
     (R - r)`` normalised to sum 1. ``num_iterations: 1, tie_levels: false,
-    num_recurrences: 1`` is the plain U-Net. ``recompute`` trades compute for
+    num_recurrences: 1`` is the plain U-Net. ``tied: false`` gives every use of a
+    block's kernel its own kernel: the untied reference of the same depth and
+    compute, with ``num_iterations`` times the block kernels' weights. ``recompute`` trades compute for
     activation memory. With ``param_budget`` (weights) or ``memory_budget_mb``
     (estimated training-step memory), ``base_filters`` is replaced by the widest
     base width that fits. ``num_classes`` is the number of logit channels: 1 for
@@ -207,6 +209,7 @@ class ModelConfig:
     num_iterations: int = _field(2, low=1)
     norm: str = _field("instance", choices=("batch", "instance", "none"))
     norm_per_iteration: bool = False
+    tied: bool = True  # false: one kernel per use (the untied reference, same FLOPs)
     dropout: float = _field(0.0, low=0.0, high=0.99)
     width_multiplier: int = _field(2, low=1)  # level i has base_filters * this ** i
     tie_levels: bool = False

@@ -13,7 +13,7 @@ from segtie.nn.unet import build_unet, check_batch_norm_sharing, check_unet_argu
 logger = logging.getLogger(__name__)
 
 UNET_KEYS = ("in_channels", "num_classes", "base_filters", "depth", "num_iterations",
-             "norm", "norm_per_iteration", "dropout", "width_multiplier", "tie_levels",
+             "norm", "norm_per_iteration", "tied", "dropout", "width_multiplier", "tie_levels",
              "tie_decoder", "level_projection", "norm_per_level", "num_recurrences",
              "recompute", "spatial_dims")
 
