@@ -16,7 +16,7 @@ epochs: ``train.max_minutes`` is switched off (``--set train.max_minutes=28`` tu
 the cap back on). Models (binary, RGB in, logits out):
 
 - ``tied``: the config's model (default: widths 16-128, ``num_iterations: 2``);
-- ``untied``: the same graph with ``build_unet(tied=False)``, one kernel per use;
+- ``untied``: the same graph with ``model.tied: false``, one kernel per use;
 - ``plain``: ``num_iterations: 1``, the U-Net double convolution;
 - ``tied_levels``: width ``--const-width`` at all ``--const-depth`` levels, one
   encoder and one decoder block for every level (``tie_levels``, ``tie_decoder``,
@@ -28,12 +28,19 @@ the cap back on). Models (binary, RGB in, logits out):
   (two convolutions per block) at the config's widths, built by
   ``bench_tying.peer_builders``; they use batch norm, their only normalization.
 
-``tied``, ``plain``, ``tied_levels`` and ``plain_const`` are config overrides, so
-``train(config)`` builds them as ``segtie train`` would and the run's ``config.yaml``
-describes them; ``untied`` and the peers are built here (after seeding with
+``tied``, ``untied``, ``plain``, ``tied_levels`` and ``plain_const`` are config
+overrides, so ``train(config)`` builds them as ``segtie train`` would and the run's
+``config.yaml`` describes them; the peers are built here (after seeding with
 ``train.seed``) and trained by ``train(config, model=...)``. Before training, each
 model's ``.keras`` file must load back with ``keras.saving.load_model(safe_mode=True)``
 (training reloads its best checkpoint that way); if not, its row says so.
+
+Time to accuracy (issue 15): every row also gives the epochs and the training
+minutes (the sum of the per-epoch ``epoch_seconds`` of the run's journal, validation
+included, as a user waits for it) until the validation Dice first reached
+``--target-dice`` (default 0.75), and the ratio of the peer R2U-Net's minutes to
+each model's. ``--set train.target_val_dice=0.75`` ends each run there, saving
+the remaining epochs (the test Dice is then that of the early checkpoint).
 
 Each model runs in its own child process (``--in-process``: all in this one), so
 its peak RSS (``ru_maxrss``) is its own. One JSON line per model is appended to
@@ -70,12 +77,12 @@ from _common import ROOT, conv_profile, markdown_table  # noqa: E402
 from segtie.evaluation import run_evaluation  # noqa: E402
 from segtie.training import checkpoints  # noqa: E402
 from segtie import config as cfg  # noqa: E402
-from segtie.nn import build_model, build_training_model, build_unet  # noqa: E402
-from segtie.nn import unet_arguments  # noqa: E402
+from segtie.nn import build_model  # noqa: E402
 from segtie.nn.profile import MEGABYTE  # noqa: E402
 from segtie.nn.unet import level_widths  # noqa: E402
 from segtie.data.pipeline import build_eval_dataset  # noqa: E402
 from segtie.training import train  # noqa: E402
+from segtie.training.journal import Journal  # noqa: E402
 
 KEYS = ("tied", "untied", "plain", "tied_levels", "plain_const", "peer_r2_unet", "peer_unet")
 PEERS = {"peer_r2_unet": "peer r2_unet_2d", "peer_unet": "peer unet_2d"}
@@ -88,7 +95,7 @@ def key_overrides(key: str, args) -> list:
     """Config overrides that make the config's model the model ``key``."""
     const = [f"model.base_filters={args.const_width}", f"model.depth={args.const_depth}",
              "model.width_multiplier=1"]
-    return {"plain": ["model.num_iterations=1"],
+    return {"plain": ["model.num_iterations=1"], "untied": ["model.tied=false"],
             "tied_levels": const + ["model.tie_levels=true", "model.tie_decoder=true",
                                     "model.level_projection=true"],
             "plain_const": const + ["model.num_iterations=1", "model.tie_levels=false",
@@ -125,7 +132,7 @@ def describe(key: str, config: cfg.Config) -> str:
     if key in PEERS:
         return f"{_peer(key, config)[0]}, widths {widths}, batch norm"
     what = {"tied": f"segtie as configured, {m.num_iterations} uses per tied kernel",
-            "untied": "segtie tied=False: the tied graph with a separate kernel per use",
+            "untied": "segtie tied: false, the tied graph with a separate kernel per use",
             "plain": "segtie plain U-Net (num_iterations=1)",
             "tied_levels": f"segtie tie_levels+tie_decoder, {m.num_iterations} uses per "
                            f"tied kernel",
@@ -137,10 +144,6 @@ def build(key: str, config: cfg.Config):
     """``(model, supplied)``: the model to train; ``supplied`` = pass it to ``train``."""
     if key in PEERS:
         return _peer(key, config)[1](), True
-    if key == "untied":  # not expressible in the config: built here, trained as given
-        untied = build_unet(**{**unet_arguments(config.model), "tied": False,
-                               "name": "untied_unet"})
-        return build_training_model(untied, config.model), True
     return build_model(config.model, config.data.image_size, config.data.batch_size), False
 
 
@@ -162,7 +165,28 @@ def _finite(value):
     return None if value is None or math.isnan(value) else float(value)
 
 
-def run_model(key: str, config: cfg.Config, models_before: int) -> dict:
+def time_to_target(run_dir: Path, target: float) -> dict:
+    """Epochs and training minutes until ``val_dice >= target``, from the run's journal.
+
+    Returns:
+        ``{"target_dice", "epochs_to_target", "minutes_to_target"}``; the last two are
+        ``None`` when no epoch reached it. Minutes sum ``epoch_seconds`` (validation
+        included) of the epochs up to and including the first that reached it.
+    """
+    seconds, found = 0.0, None
+    epochs = sorted((r["step"], r["metrics"]) for r in Journal(Path(run_dir) / "tracking.jsonl")
+                    .records() if "val_dice" in (r.get("metrics") or {}))
+    for step, metrics in epochs:
+        seconds += metrics.get("epoch_seconds", math.nan)
+        if metrics["val_dice"] >= target:
+            found = step + 1
+            break
+    return {"target_dice": target, "epochs_to_target": found,
+            "minutes_to_target": None if found is None else seconds / 60}
+
+
+def run_model(key: str, config: cfg.Config, models_before: int,
+              args_target: float = 0.75) -> dict:
     """Train and test one model; the result row (with ``error`` if it failed)."""
     row = {"key": key, "description": describe(key, config), "started":
            time.strftime("%Y-%m-%d %H:%M:%S"), "device": bench_tying.device_description(),
@@ -186,6 +210,7 @@ def run_model(key: str, config: cfg.Config, models_before: int) -> dict:
                    best_val_dice=_finite(result.best_val_dice),
                    mlflow_train_run_id=result.mlflow_run_id,
                    checkpoint=str(result.checkpoint), run_dir=str(result.run_dir))
+        row.update(time_to_target(result.run_dir, args_target))
         row.update(score_test_split(config, str(result.checkpoint)))
     except Exception as error:  # noqa: BLE001 - one failed model is a row, not a crash
         traceback.print_exc()
@@ -275,12 +300,34 @@ def print_table(path: Path) -> None:
     print(markdown_table(HEADER, [table_cells(r) for r in rows]))
     for line in pair_lines(rows):
         print(line)
+    print_time_to_target(rows)
+
+
+def print_time_to_target(rows: list) -> None:
+    """The time-to-accuracy table of the latest good row of each model."""
+    latest = {r["key"]: r for r in rows if "error" not in r and "target_dice" in r}
+    if not latest:
+        return
+    peer = latest.get("peer_r2_unet", {}).get("minutes_to_target")
+    cells = []
+    for key, r in latest.items():
+        minutes = r["minutes_to_target"]
+        cells.append([key, f"{r['target_dice']:g}", _number(r["epochs_to_target"], "d")
+                      or f"not in {r['epochs_run']}", _number(minutes, ".1f"),
+                      _number(minutes and r["epochs_to_target"] and
+                              60 * minutes / r["epochs_to_target"], ".0f"),
+                      _number(peer / minutes if peer and minutes else None, ".2f")])
+    print("\nTime to accuracy (training minutes, validation included, until the "
+          "validation Dice first reached the target):\n")
+    print(markdown_table(("model", "target val Dice", "epochs", "minutes", "s / epoch",
+                          "peer R2U-Net minutes / these"), cells))
 
 
 def child_command(key: str, args) -> list:
     command = [sys.executable, str(Path(__file__).resolve()), "--in-process", "--no-table",
                "--models", key, "--results", str(args.results),
-               "--const-width", str(args.const_width), "--const-depth", str(args.const_depth)]
+               "--const-width", str(args.const_width), "--const-depth", str(args.const_depth),
+               "--target-dice", str(args.target_dice)]
     if args.config:
         command += ["--config", args.config]
     for item in args.overrides:
@@ -300,6 +347,8 @@ def parse_args(argv=None):
                         help="tied_levels / plain_const: the width of every level")
     parser.add_argument("--const-depth", type=int, default=5,
                         help="tied_levels / plain_const: resolution levels")
+    parser.add_argument("--target-dice", type=float, default=0.75,
+                        help="time to accuracy: the validation Dice to reach")
     parser.add_argument("--in-process", action="store_true",
                         help="run every model in this process (peak RSS is then cumulative)")
     parser.add_argument("--table-only", action="store_true", help="print the table and exit")
@@ -328,7 +377,7 @@ def main(argv=None) -> int:
     failed = False
     for index, key in enumerate(args.models):
         if args.in_process:
-            row = run_model(key, configs[key], index)
+            row = run_model(key, configs[key], index, args.target_dice)
             append_row(args.results, row)
         else:
             before = len(read_rows(args.results))

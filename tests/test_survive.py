@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import signal
+import types
 
 import keras
 import mlflow
@@ -16,7 +17,7 @@ from segtie import cli
 from segtie import config as cfg
 from segtie.training import TrainingInterrupted, fit, guards, run_end, train
 from segtie.training.backup import read_state
-from segtie.training.callbacks import BestCheckpoint
+from segtie.training.callbacks import BestCheckpoint, TargetDice
 from segtie.training.journal import Journal
 from segtie.training.optimizers import make_optimizer
 from segtie.training.runs import read_run_info
@@ -169,6 +170,32 @@ def test_a_run_cut_short_by_the_time_budget_says_so_everywhere(kvasir_data_confi
     tags = {k: v for r in Journal(run_dir / "tracking.jsonl").records()
             for k, v in (r.get("tags") or {}).items()}
     assert tags["segtie.stop_reason"] == reason  # the MLflow tag
+
+
+def test_a_run_stopped_at_its_target_dice_is_finished_and_says_when(
+        kvasir_data_config, tmp_path, capsys):
+    raw = tiny_raw(kvasir_data_config, tmp_path / "runs", {"epochs": 3,
+                                                           "target_val_dice": 0.0})
+    assert cli.main(["train", "--config", write_yaml(raw, tmp_path / "t.yaml")]) == 0
+    (run_dir,) = [p for p in (tmp_path / "runs").iterdir() if not p.is_symlink()]
+    info = read_run_info(run_dir)
+    assert (info["status"], info["epochs_done"]) == ("FINISHED", 1)
+    assert info["stop_reason"].startswith("validation Dice ")
+    assert "reached train.target_val_dice=0 after epoch 1 of 3 (" in info["stop_reason"]
+    assert "WARNING" not in capsys.readouterr().err
+
+
+def test_the_target_dice_callback_stops_at_the_first_epoch_that_reaches_it():
+    stopper = TargetDice(0.75, clock=lambda: 90.0)
+    stopper.set_model(types.SimpleNamespace(stop_training=False))
+    stopper.set_params({"epochs": 24})
+    for epoch, dice in enumerate([0.5, float("nan"), 0.7499]):
+        stopper.on_epoch_end(epoch, {"val_dice": dice})
+        assert stopper.reason is None and not stopper.model.stop_training
+    stopper.on_epoch_end(3, {"val_dice": 0.75})
+    assert stopper.model.stop_training and stopper.stopped_after == 4
+    assert stopper.reason == ("validation Dice 0.7500 reached train.target_val_dice=0.75 "
+                              "after epoch 4 of 24 (1.5 min of training)")
 
 
 def test_the_recipes_have_no_time_cap():

@@ -239,7 +239,9 @@ class TrainConfig:
     ``max_minutes`` (``null``: no cap, the default; the recipe's epochs are what a
     result is reproduced with) stops after the epoch during which the time ran out;
     a run cut short says so on the console, in ``run_info.json`` (``stop_reason``)
-    and as the MLflow tag ``segtie.stop_reason``. ``deterministic`` makes TensorFlow
+    and as the MLflow tag ``segtie.stop_reason``. ``target_val_dice`` (``null``: off)
+    stops after the first epoch whose validation Dice reaches it, likewise recorded
+    (:class:`segtie.training.callbacks.TargetDice`). ``deterministic`` makes TensorFlow
     pick deterministic kernels (``tf.config.experimental.enable_op_determinism``), so
     two runs with the same ``seed`` on the same machine give the same weights and
     metrics, and a resumed run those of an uninterrupted one.
@@ -262,6 +264,7 @@ class TrainConfig:
     seed: int = _field(42, low=0)
     output_dir: str = "runs"
     max_minutes: Optional[float] = _field(None, low=0.0)
+    target_val_dice: Optional[float] = _field(None, low=0.0, high=1.0)
     precision: str = _field("float32", choices=PRECISIONS)
     deterministic: bool = True
     distribute: str = _field("none", choices=DISTRIBUTE)

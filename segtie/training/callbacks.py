@@ -98,6 +98,43 @@ class TimeBudget(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+class TargetDice(keras.callbacks.Callback):
+    """Stop training after the first epoch whose validation Dice reaches a target.
+
+    For "train until good enough" and for time-to-accuracy measurements
+    (``benchmarks/bench_kvasir.py --set train.target_val_dice=0.75``): the run ends
+    as a finished run whose best checkpoint is that epoch's (or an earlier better
+    one), and ``reason`` says when the target was reached.
+
+    Args:
+        target: float in (0, 1], the validation Dice (``val_dice`` in the epoch logs,
+            the mean over validation images as :class:`BestCheckpoint` reads it).
+        clock: callable returning the seconds of training so far (all parts of a
+            resumed run), for the reason's minutes.
+
+    After a stop, ``stopped_after`` is the number of completed epochs (else ``None``).
+    """
+
+    def __init__(self, target: float, clock):
+        super().__init__()
+        self.target = float(target)
+        self.clock = clock
+        self.stopped_after = None
+        self.reason = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get("val_dice")
+        if value is None or not value >= self.target:  # NaN never reaches it
+            return
+        epochs = self.params.get("epochs") if self.params else None
+        self.stopped_after = epoch + 1
+        self.reason = (f"validation Dice {value:.4f} reached train.target_val_dice="
+                       f"{self.target:g} after epoch {epoch + 1} of {epochs} "
+                       f"({self.clock() / 60:.1f} min of training)")
+        logger.info("%s: stopping", self.reason)
+        self.model.stop_training = True
+
+
 class LearningRateInLogs(keras.callbacks.Callback):
     """Add ``learning_rate`` (the rate at the optimizer's current step) to epoch logs.
 

@@ -54,7 +54,7 @@ from segtie.metrics.validation import DiceMetric
 from segtie.nn import build_model, build_training_model, check_model
 from segtie.training.backup import BACKUP_DIR, ResumableBackup, read_state
 from segtie.training.callbacks import (BestCheckpoint, EpochTiming, LearningRateInLogs,
-                                       TimeBudget)
+                                       TargetDice, TimeBudget)
 from segtie.training.distribute import (build_distribution, distribute_dataset,
                                         per_replica_batch, worker_folder)
 from segtie.training.guards import (NonFiniteLoss, StopOnNonFiniteLoss, StopOnSignal,
@@ -211,13 +211,16 @@ def _train_run(config, model, source, distribution, scratch, resume_from, state,
     best = BestCheckpoint(run_dir / "best.keras")
     backup = ResumableBackup(run_dir / BACKUP_DIR, best, train_seconds=clock)
     budget = TimeBudget(config.train.max_minutes, spent) if config.train.max_minutes else None
+    target = (TargetDice(config.train.target_val_dice, clock)
+              if config.train.target_val_dice is not None else None)
+    stoppers = [c for c in (budget, target) if c]
     signals = StopSignals()
     # Order matters: the logs gain the rate; the epoch is saved, logged, journaled and
     # only then backed up; a stop request is honoured after the backup.
     timing = EpochTiming(images_per_epoch(config.data, inputs[0]))
     callbacks = [timing, LearningRateInLogs(), StopOnNonFiniteLoss(), best,
                  keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
-                 EpochMetrics(recorder, timing), backup, *([budget] if budget else []),
+                 EpochMetrics(recorder, timing), backup, *stoppers,
                  StopOnSignal(signals)]
     try:
         with signals, recorder.system_metrics(config.tracking.system_metrics,
@@ -235,8 +238,8 @@ def _train_run(config, model, source, distribution, scratch, resume_from, state,
                 backup.set_model(model)
                 with distribution.strategy.scope():  # the optimizer's variables, mirrored
                     backup.restore()
-            stop_reason = (budget.reason if budget and budget.reason
-                           else f"completed {best.last_epoch + 1} epoch"
+            reasons = [c.reason for c in stoppers if c.reason]
+            stop_reason = (reasons[0] if reasons else f"completed {best.last_epoch + 1} epoch"
                            + ("s" if best.last_epoch else ""))
             synced = finish(recorder, model, best, val_ds, config, source, clock(),
                              stop_reason)
