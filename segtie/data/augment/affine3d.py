@@ -21,7 +21,11 @@ volumes are z-scored (0 is the volume's mean) and :func:`segtie.data.volumes.fit
 already pads them with 0, so the network sees one value for "no data" whether it
 came from padding or from a rotation's corner; nnU-Net fills its normalized data
 with 0 too (``border_cval_data=0``). A patch's minimum would also vary from patch to
-patch.
+patch. A source on the border itself is inside, but float rounding can put it just
+outside (a 90-degree turn computed in floating point): such a border voxel is filled.
+The training pipeline crops the patch first and then augments it, so the corners
+of a turned or zoomed-out patch are fill: at +-30 degrees about each axis, 22% of
+a 32x32x32 patch on average (nnU-Net crops a larger region first and has none).
 
 The random draws are TensorFlow stateless (the same seed gives the same output);
 only the resampling runs in NumPy/SciPy, through :func:`tf.numpy_function`.
@@ -30,9 +34,9 @@ References:
     Isensee et al., "nnU-Net: a self-configuring method for deep learning-based
     biomedical image segmentation", Nature Methods 2021: 3-D rotations about all
     three axes, each angle uniform in [-30, 30] degrees, with probability 0.2;
-    isotropic scaling uniform in [0.7, 1.4] with probability 0.2. nnU-Net resamples
-    the image with cubic splines and each label's indicator linearly; here the image
-    is linear and the mask nearest-neighbour.
+    isotropic scaling uniform in [0.7, 1.4] with probability 0.2. nnU-Net (v1,
+    batchgenerators) resamples the image with cubic splines and each label's
+    indicator linearly; here the image is linear and the mask nearest-neighbour.
 """
 
 from __future__ import annotations
@@ -51,6 +55,9 @@ _PLANES = ((1, 2), (2, 0), (0, 1))  # axis k turns the plane (i, j), from i towa
 
 def rotation_matrix(angles_degrees) -> np.ndarray:
     """``R = R_0(a_0) R_1(a_1) R_2(a_2)`` of the module doc.
+
+    Each ``R_k`` is the right-handed rotation about axis ``k``, so ``R`` equals SciPy's
+    intrinsic Euler rotation ``Rotation.from_euler("XYZ", angles, degrees=True)``.
 
     Args:
         angles_degrees: three angles in degrees, about axes 0, 1 and 2.
