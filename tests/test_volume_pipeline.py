@@ -80,8 +80,8 @@ def test_intensity_changes_the_image_only_and_unsupported_transforms_are_refused
     out, _ = augment_volume(image, mask, tf.constant([0, 0]), config)
     np.testing.assert_allclose(out.numpy(), (image - image.mean()) * 0.5 + image.mean(),
                                rtol=1e-5, atol=1e-6)
-    with pytest.raises(ValueError, match=r"`data.augment.rotate_prob` must be 0 for volumes"):
-        augment_volume(image, mask, tf.constant([0, 0]), dataclasses.replace(OFF, rotate_prob=0.2))
+    with pytest.raises(ValueError, match=r"`data.augment.elastic_prob` must be 0 for volumes"):
+        augment_volume(image, mask, tf.constant([0, 0]), dataclasses.replace(OFF, elastic_prob=0.2))
 
 
 def test_real_volumes_become_3d_batches(hippocampus_data_config):
@@ -103,3 +103,40 @@ def test_real_volumes_become_3d_batches(hippocampus_data_config):
     for (_, fitted), case in zip(raw, load_split(data, "validation").take(2)):
         assert int(tf.reduce_sum(tf.cast(fitted > 0, tf.int32))) == int(
             tf.reduce_sum(tf.cast(case["mask"] > 0, tf.int32)))
+
+
+def _foreground_counts(data, augment_config):
+    """Foreground voxels of each training patch of one epoch (seed 1)."""
+    data = dataclasses.replace(data, augment=augment_config)
+    batches = build_dataset(data, "train", training=True, seed=1, epochs=1)
+    return np.concatenate([(m.numpy() > 0).reshape(len(m), -1).sum(1) for _, m in batches])
+
+
+def test_real_volumes_rotated_and_scaled_in_the_training_pipeline(hippocampus_data_config):
+    data = dataclasses.replace(hippocampus_data_config, image_size=[48, 64, 48],
+                               patch_size=[32, 32, 32], batch_size=2, max_train_cases=4,
+                               patch_foreground_prob=1.0)
+    suite = AugmentConfig(flip_prob=0.5, rotate90_prob=1.0, rotate_prob=1.0,
+                          rotate_max_degrees=30.0, scale_prob=1.0, scale_range=[0.7, 1.4],
+                          noise_prob=0.1, noise_std=0.1)
+    train = list(build_dataset(dataclasses.replace(data, augment=suite), "train",
+                               training=True, seed=1, epochs=1))
+    assert len(train) == 2
+    for images, masks in train:
+        assert images.shape == (2, 32, 32, 32, 1) and images.dtype == tf.float32
+        assert masks.shape == (2, 32, 32, 32, 1) and masks.dtype == tf.int32
+        assert set(np.unique(masks.numpy())) <= {0, 1, 2}
+        assert np.isfinite(images.numpy()).all()
+    # The same patches (the patch seed does not depend on the augmentation), zoomed
+    # out by 0.8: all their foreground stays in view, at 0.8^3 = 0.512 of its voxel
+    # count (measured 0.47 .. 0.50 on these cases: nearest neighbour thins the edges).
+    plain = _foreground_counts(data, OFF)
+    assert (plain > 0).all()
+    zoomed = _foreground_counts(data, dataclasses.replace(OFF, scale_prob=1.0,
+                                                          scale_range=[0.8, 0.8]))
+    assert np.all((0.8 * 0.512 <= zoomed / plain) & (zoomed / plain <= 1.1 * 0.512))
+    # Rotations keep volume; up to 30 degrees about each axis, corners of the patch
+    # (and the foreground there) leave the view (measured 0.88 .. 0.99).
+    turned = _foreground_counts(data, dataclasses.replace(OFF, rotate_prob=1.0,
+                                                          rotate_max_degrees=30.0))
+    assert np.all((0.75 <= turned / plain) & (turned / plain <= 1.05))

@@ -66,6 +66,15 @@ class AugmentConfig:
     ``elastic_sigma`` in pixels); ``noise_std`` is the largest standard deviation of
     the Gaussian noise on [0, 1] images. The defaults give flips and quarter turns
     only; ``segtie.data.augment.NNUNET_LIKE`` lists an nnU-Net-like suite.
+
+    Volumes (:func:`segtie.data.augment.volume.augment_volume`): ``rotate_prob``
+    draws one angle about each of the three axes, each uniform in
+    [-``rotate_max_degrees``, ``rotate_max_degrees``] (nnU-Net's 3-D value is 30; the
+    default 180 suits 2-D), and ``scale_prob`` one isotropic factor in
+    ``scale_range``; the image is resampled trilinearly and the mask by nearest
+    neighbour, filled with 0 outside. Quarter turns are in the plane of axes 0 and
+    1, flips on each of the three axes, ``noise_std`` in z-score units;
+    ``elastic_prob``, ``blur_prob`` and ``gamma_prob`` must be 0.
     """
 
     flip: bool = True  # random left-right and up-down flips

@@ -15,6 +15,10 @@ inside ``tf.data.Dataset.map``; the pipeline draws one seed per example (see
 :func:`segtie.data.pipeline.build_dataset`). Each step has a fixed sub-seed of ``seed``,
 so changing one probability does not change the draws of the others.
 
+Volumes ``(D, H, W, C)`` have their own entry point with the same config,
+:func:`segtie.data.augment.volume.augment_volume` (rotations and scaling in
+:mod:`.affine3d`, through SciPy).
+
 Defaults (``AugmentConfig()``) keep the original behaviour: flips and quarter turns
 only. The nnU-Net-like suite used by ``benchmarks/bench_pipeline.py`` is
 :data:`NNUNET_LIKE`.
