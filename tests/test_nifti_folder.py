@@ -1,5 +1,6 @@
 """The NIfTI folder source: layouts, the label map, the header, every bad input, real volumes."""
 
+import csv
 import gzip
 import logging
 import zipfile
@@ -288,3 +289,55 @@ def test_real_volumes_equal_the_hippocampus_source_bit_for_bit(real_folder,
             a, b = ours[case_id][key], reference[case_id][key]
             assert np.asarray(a).dtype == np.asarray(b).dtype, (case_id, key)
             np.testing.assert_array_equal(a, b, err_msg=f"{case_id} {key}")
+
+
+# about 12 s on 2 CPU cores shared with a training run: not `slow` (pytest.ini: > 30 s)
+def test_train_then_evaluate_on_a_real_volume_folder(real_folder, tmp_path):
+    """`segtie train` (1 epoch, 4 volumes, 16^3 patches) and `segtie evaluate` over the
+    extracted folder: per-class Dice and mm/mL figures land in the MLflow runs."""
+    import mlflow
+
+    from segtie import cli
+    from tiny_config import write_yaml
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    raw = {
+        "data": {"name": "nifti_folder", "folder": str(real_folder), "label_map": LABEL_MAP,
+                 "skip_invalid": True, "image_size": [48, 64, 48],
+                 "patch_size": [16, 16, 16], "batch_size": 2, "max_train_cases": 4,
+                 "max_eval_cases": 1, "patch_foreground_prob": 1.0},
+        "model": {**VOLUME_MODEL, "base_filters": 4, "depth": 2, "num_iterations": 2},
+        "train": {"epochs": 1, "output_dir": str(tmp_path / "runs")},
+        "eval": {"output_dir": str(tmp_path / "eval"), "num_overlays": 1,
+                 "bootstrap_samples": 0, "sliding_window": True,
+                 "window_size": [16, 16, 16], "nsd_tolerance": 1.0},
+        "tracking": {"tracking_uri": uri, "experiment": "e2e-nifti-folder",
+                     "system_metrics": False},
+    }
+    assert cli.main(["train", "--config", write_yaml(raw, tmp_path / "t.yaml")]) == 0
+    checkpoint = tmp_path / "runs" / "latest" / "best.keras"
+    assert checkpoint.is_file()
+    assert cli.main(["evaluate", "--checkpoint", str(checkpoint),
+                     "--set", f"tracking.tracking_uri={uri}"]) == 0
+    client = mlflow.MlflowClient(uri)
+    experiment = client.get_experiment_by_name("e2e-nifti-folder")
+    (train_run,) = client.search_runs([experiment.experiment_id],
+                                      "tags.`segtie.kind` != 'evaluate'")
+    (eval_run,) = client.search_runs([experiment.experiment_id],
+                                     "tags.`segtie.kind` = 'evaluate'")
+    for run in (train_run, eval_run):
+        assert run.data.metrics["data.num_skipped"] == 1  # the unpaired hippocampus_118
+        assert run.data.metrics["data.num_pairs"] == 12
+    metrics = eval_run.data.metrics
+    for c in (1, 2):
+        assert 0 <= metrics[f"test_dice_class{c}_mean"] <= 1
+        assert metrics[f"test_hd95_class{c}_mean"] >= 0
+    assert eval_run.data.tags["segtie.distance_units"] == "mm"
+    (eval_dir,) = [p for p in (tmp_path / "eval").iterdir() if p.is_dir()]
+    (row,) = list(csv.DictReader((eval_dir / "per_case.csv").open()))
+    label = nib.load(str(real_folder / "labelsTr" / f"{row['id']}.nii.gz"))
+    data = np.asarray(label.dataobj)
+    assert (int(row["depth"]), int(row["height"]), int(row["width"])) == data.shape
+    for c in (1, 2):  # 1 mm^3 voxels: mL = voxels / 1000
+        assert float(row[f"volume_ref_ml_class{c}"]) == pytest.approx(
+            np.count_nonzero(data == c) / 1000, abs=1e-9)
