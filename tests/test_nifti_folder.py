@@ -291,7 +291,7 @@ def test_real_volumes_equal_the_hippocampus_source_bit_for_bit(real_folder,
             np.testing.assert_array_equal(a, b, err_msg=f"{case_id} {key}")
 
 
-# about 12 s on 2 CPU cores shared with a training run: not `slow` (pytest.ini: > 30 s)
+# 12-15 s on 2 CPU cores shared with a training run: not `slow` (pytest.ini: > 30 s)
 def test_train_then_evaluate_on_a_real_volume_folder(real_folder, tmp_path):
     """`segtie train` (1 epoch, 4 volumes, 16^3 patches) and `segtie evaluate` over the
     extracted folder: per-class Dice and mm/mL figures land in the MLflow runs."""

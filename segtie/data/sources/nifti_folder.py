@@ -1,38 +1,35 @@
 """Bring your own volumes: a folder of 3-D NIfTI images and labels, checked up front.
 
-Layout: ``<folder>/images/<id>.nii[.gz]`` with ``<folder>/labels/<id>.nii[.gz]``. The
-Medical Segmentation Decathlon / nnU-Net folder names ``imagesTr/`` and ``labelsTr/``
-are read too, and ``masks/`` for the labels: one image folder of :data:`IMAGE_DIRS`
-and one label folder of :data:`LABEL_DIRS` (two of either is an error). Other entries
-of the folder (``dataset.json``, ``imagesTs/``) are not read. nnU-Net's channel
-suffix is accepted on image names: ``imagesTr/<id>_0000.nii.gz`` pairs with
-``labelsTr/<id>.nii.gz`` (an image whose full stem names a label pairs with that
-label first). Volumes are single-channel for now: a second channel (``_0001``, ...)
-is a problem. Hidden entries (``.*``, ``__MACOSX``) are ignored; any other entry that
-is not a ``.nii``/``.nii.gz`` file is a problem.
+Layout: ``<folder>/images/<id>.nii[.gz]`` with ``<folder>/labels/<id>.nii[.gz]``, or
+the Medical Segmentation Decathlon / nnU-Net ``imagesTr/`` and ``labelsTr/``, or
+``masks/`` for the labels: one folder of :data:`IMAGE_DIRS` and one of
+:data:`LABEL_DIRS`. Nothing else of the folder is read (``dataset.json``,
+``imagesTs/``). nnU-Net's channel suffix is accepted: ``imagesTr/<id>_0000.nii.gz``
+pairs with ``labelsTr/<id>.nii.gz`` (an image whose whole stem names a label pairs
+with it first); volumes are single-channel for now, so ``_0001`` is a problem.
+Hidden entries (``.*``, ``__MACOSX``) are ignored; any other non-NIfTI entry is a
+problem.
 
-Classes: ``DataConfig.label_map`` (required) maps raw label values to class indices
-0..K, e.g. ``{0: 0, 1: 1, 2: 2}``; a folder of volumes states its classes nowhere
-else (nnU-Net asks for a ``dataset.json`` for the same reason). The model has
-``K + 1`` softmax outputs, two classes included, as the 3-D evaluation takes the
-argmax (:func:`segtie.config.implied_num_classes`).
+Classes: ``DataConfig.label_map`` (required: a folder of volumes states its classes
+nowhere else; nnU-Net asks for a ``dataset.json`` for the same reason) maps raw
+label values to class indices 0..K; the model has ``K + 1`` softmax outputs, two
+classes included (:func:`segtie.config.implied_num_classes`).
 
-Checks (:func:`validate_nifti_folder`) read every file once and report every problem
-at once, each naming its file relative to the folder: an image without a label, a
-label without an image, two images for one id, a second channel, an entry that is
-not NIfTI, a file nibabel cannot read or that is not 3-D, and the pair rules of
-:func:`segtie.data.nifti.check_pair` (finite intensities, the label's shape and affine
-equal to the image's, to 1e-4 mm, label values among the label map's keys).
-``DataConfig.skip_invalid``: ``false`` (default) refuses a folder with any problem,
-listing every one; ``true`` builds from the valid pairs, logs each skipped entry as a
-warning and counts them; training and evaluation log ``data.num_skipped`` and
-``data.num_pairs`` (:func:`dataset_facts`), as for ``hippocampus``.
+Checks (:func:`validate_nifti_folder`): every file is read once and every problem
+reported at once, naming its file relative to the folder: an image without a label
+or a label without an image, two files for one id, a second channel, a non-NIfTI
+entry, a file nibabel cannot read or that is not 3-D, and the pair rules of
+:func:`segtie.data.nifti.check_pair` (finite intensities, the image's shape and
+affine to 1e-4 mm, label values among the label map's keys). ``skip_invalid:
+false`` (default) refuses a folder with problems, listing them; ``true`` builds from
+the valid pairs and logs each skipped entry once as a warning; runs log
+``data.num_skipped`` and ``data.num_pairs`` (:func:`dataset_facts`).
 
-Elements are those of :mod:`segtie.data.sources.hippocampus`, so the 3-D pipeline,
-training, sliding-window evaluation and ``segtie predict`` take them unchanged;
-voxels stay in their stored order. Split: :func:`segtie.data.splits.split_ids` (seed
-2020) over the valid ids. Like :mod:`segtie.data.sources.folder`, this is a plain
-tf.data source, re-read and re-validated once per process and file listing.
+Elements are :mod:`segtie.data.sources.hippocampus`'s, voxels in stored order, so
+the 3-D pipeline, evaluation and ``segtie predict`` take them unchanged. Split:
+:func:`segtie.data.splits.split_ids` (seed 2020) over the valid ids. Like
+:mod:`segtie.data.sources.folder`, a plain tf.data source, re-validated once per
+process and file listing.
 """
 
 from __future__ import annotations
