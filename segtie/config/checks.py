@@ -70,7 +70,7 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
     return cls(**values)
 
 
-VOLUME_DATASETS = ("hippocampus",)  # 3-D datasets: model.spatial_dims 3
+VOLUME_DATASETS = ("hippocampus", "nifti_folder")  # 3-D, one channel: spatial_dims 3
 
 
 def _check_model_fits_data(config: Config) -> None:
@@ -80,6 +80,10 @@ def _check_model_fits_data(config: Config) -> None:
         raise ValueError(f"`model.spatial_dims` must be {wanted} for `data.name` = "
                          f"{config.data.name!r} ({'volumes' if wanted == 3 else 'images'}), "
                          f"received {dims}")
+    if wanted == 3 and config.model.in_channels != 1:
+        raise ValueError(f"`model.in_channels` must be 1 for `data.name` = "
+                         f"{config.data.name!r} (single-channel volumes), received "
+                         f"{config.model.in_channels}")
     for key, size in (("data.image_size", config.data.image_size),
                       ("data.patch_size", config.data.patch_size),
                       ("eval.window_size", config.eval.window_size)):
@@ -105,13 +109,16 @@ def implied_num_classes(data: DataConfig) -> int:
     Binary data is Kvasir-SEG, DRIVE, and a folder without ``label_map`` or whose
     ``label_map`` has two classes (the pipeline then gives float masks in {0, 1});
     a ``label_map`` with classes 0..K, K >= 2, calls for ``K + 1`` softmax outputs.
+    A ``nifti_folder`` always calls for ``K + 1`` softmax outputs, two classes
+    included, as Hippocampus does: volumes are evaluated by the argmax over classes
+    (:func:`segtie.evaluation.volumes.evaluate_volumes` takes no sigmoid model).
     """
     if data.name in DATASET_CLASSES:
         return DATASET_CLASSES[data.name]
     if data.label_map is None:
         return 1
     classes = max(data.label_map.values()) + 1
-    return 1 if classes == 2 else classes
+    return 1 if classes == 2 and data.name not in VOLUME_DATASETS else classes
 
 
 def _check_model_classes(config: Config) -> None:
@@ -124,6 +131,9 @@ def _check_model_classes(config: Config) -> None:
     elif data.label_map is None:
         why = (f"binary masks (`data.name` = {data.name!r}, `data.label_map` = null) "
                f"need one sigmoid output")
+    elif data.name in VOLUME_DATASETS:
+        why = (f"`data.label_map` = {data.label_map} has classes 0..{expected - 1}, one "
+               f"softmax output each (volumes take the argmax, two classes included)")
     elif expected == 1:
         why = (f"`data.label_map` = {data.label_map} has two classes (binary masks), "
                f"which need one sigmoid output")

@@ -11,6 +11,7 @@ from typing import Any, Optional
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")  # Keras dtype policies
 DISTRIBUTE = ("none", "mirrored", "multi_worker")  # segtie.training.distribute.STRATEGIES
+FOLDER_SOURCES = ("folder", "nifti_folder")  # DataConfig.name values read from data.folder
 
 def check_spacing(key: str, value: Any) -> None:
     """``value`` must be null or ``[row, col]`` of two numbers > 0 (mm per pixel).
@@ -124,16 +125,20 @@ class DataConfig:
     see :mod:`segtie.data.sources.folder`); ``label_map`` maps raw mask values (palette
     indices for palette images) to class indices 0..K (``null``: binary masks, 0/1
     0/255 or 0/65535); ``mask_threshold`` makes binary masks with stray values
-    usable (foreground = raw value > threshold). ``spacing`` is ``[row, col]`` mm per
+    usable (foreground = raw value > threshold). ``name: nifti_folder`` reads your
+    own 3-D NIfTI volumes from ``folder`` (``images/`` and ``labels/``, or
+    ``imagesTr/`` and ``labelsTr/``; see :mod:`segtie.data.sources.nifti_folder`), and
+    needs a ``label_map`` (raw label value -> class index, e.g. ``{0: 0, 1: 1, 2: 2}``). ``spacing`` is ``[row, col]`` mm per
     pixel of the dataset (``null``: unknown). ``patch_size`` switches training to random ``[height, width]`` patches
     of the image at ``image_size``, ``patches_per_image`` per image and epoch, a
     fraction ``patch_foreground_prob`` of them centred on a foreground pixel.
     ``skip_invalid`` builds a dataset whose archive has unpaired or mismatched files
     from its valid pairs (recorded in the dataset info and the MLflow run) instead
-    of refusing it with the list (``hippocampus``).
+    of refusing it with the list (``hippocampus``, ``nifti_folder``).
     """
 
-    name: str = _field("kvasir_seg", choices=("kvasir_seg", "drive", "folder", "hippocampus"))
+    name: str = _field("kvasir_seg", choices=("kvasir_seg", "drive", "folder", "hippocampus",
+                                              "nifti_folder"))
     data_dir: str = "data/tfds"
     manual_dir: str = "data"
     image_size: list = _field(lambda: [128, 128], factory=True)
@@ -153,11 +158,17 @@ class DataConfig:
     skip_invalid: bool = False
 
     def __post_init__(self):
-        if (self.name == "folder") != (self.folder is not None):
+        if (self.name in FOLDER_SOURCES) != (self.folder is not None):
             raise ValueError(f"`data.folder` must be set exactly when `data.name` is "
-                             f"'folder', received name={self.name!r}, folder={self.folder!r}")
+                             f"'folder' or 'nifti_folder', received name={self.name!r}, "
+                             f"folder={self.folder!r}")
         if self.label_map is not None:
             _check_label_map(self.label_map, self.name)
+        elif self.name == "nifti_folder":
+            raise ValueError("`data.label_map` is required for `data.name: nifti_folder`: "
+                             "a folder of volumes states its classes nowhere else; map "
+                             "each raw label value to a class index 0..K, e.g. "
+                             "`label_map: {0: 0, 1: 1, 2: 2}`, received null")
         if self.mask_threshold is not None and (self.name != "folder" or self.label_map):
             raise ValueError(f"`data.mask_threshold` applies to the binary masks of "
                              f"`data.name: folder` without `data.label_map`, received "
@@ -172,10 +183,10 @@ def _is_number(value: Any) -> bool:
 
 
 def _check_label_map(label_map: dict, name: str) -> None:
-    """Raw values 0..65535 -> class indices covering 0..K, 1 <= K <= 255 (folder only)."""
-    if name != "folder":
-        raise ValueError(f"`data.label_map` applies to `data.name: folder` only, received "
-                         f"name={name!r}")
+    """Raw values 0..65535 -> class indices covering 0..K, 1 <= K <= 255 (folders only)."""
+    if name not in FOLDER_SOURCES:
+        raise ValueError(f"`data.label_map` applies to `data.name: folder` or "
+                         f"`nifti_folder` only, received name={name!r}")
     for raw, label in label_map.items():
         if not (isinstance(raw, int) and not isinstance(raw, bool) and 0 <= raw <= 65535
                 and isinstance(label, int) and not isinstance(label, bool)
@@ -206,9 +217,10 @@ class ModelConfig:
     (estimated training-step memory), ``base_filters`` is replaced by the widest
     base width that fits. ``num_classes`` is the number of logit channels: 1 for
     binary data (sigmoid), ``K + 1`` for a folder ``data.label_map`` with classes
-    0..K, K >= 2 (softmax); it is checked against the data
+    0..K, K >= 2, or any ``nifti_folder`` one (softmax); it is checked against the data
     (:func:`implied_num_classes`). ``spatial_dims: 3`` builds the same network, every
-    tying scheme included, from 3-D layers for volumes (``hippocampus``).
+    tying scheme included, from 3-D layers for volumes (``hippocampus``,
+    ``nifti_folder``; ``in_channels: 1``).
     """
 
     in_channels: int = _field(3, low=1)

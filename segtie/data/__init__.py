@@ -1,7 +1,8 @@
 """Data: public datasets as TFDS builders, your own folder, and the tf.data pipeline.
 
 - :mod:`~segtie.data.sources`: one TFDS builder per public dataset (Kvasir-SEG,
-  DRIVE, Hippocampus volumes) reading the publisher's archive, a folder of image files, and
+  DRIVE, Hippocampus volumes) reading the publisher's archive, a folder of image files, a
+  folder of NIfTI volumes, and
   :func:`~segtie.data.sources.load_split`, the one entry point to a split's raw
   examples. A new dataset is a new module there plus a line in its ``LOADERS``;
 - :mod:`~segtie.data.image_files`: decoding image and mask files (the one JPEG-mask

@@ -1,10 +1,15 @@
-"""NIfTI volumes: reading them with nibabel, their spacing, the one intensity rule.
+"""NIfTI volumes: reading them with nibabel, their spacing, the pair check, the one
+intensity rule.
 
 A volume is kept in its stored voxel order (no reorientation): the affine, the
 spacing (``header.get_zooms()[:3]``, mm per voxel along the three array axes) and
 the orientation codes (``nibabel.aff2axcodes``, e.g. ``("R", "A", "S")``) say how it
 lies in the scanner's space, and a mask written for it (``segtie predict``) takes the
 same affine.
+
+Pairs (:func:`check_pair`, the one home of these rules for every NIfTI source): an
+image and its label must have finite intensities, the same shape, the same affine to
+:data:`AFFINE_ATOL_MM` millimetres, and label values from an allowed set.
 
 Intensities (MRI) are normalised per volume by :func:`zscore`: ``(x - mean) / std``
 over all voxels of the volume, in float64, cast to float32; a constant volume
@@ -20,11 +25,16 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+from typing import Iterable, Optional
 
 import nibabel as nib
 import numpy as np
 
-__all__ = ["Volume", "read_nifti_bytes", "zscore"]
+__all__ = ["AFFINE_ATOL_MM", "NIFTI_SUFFIXES", "Volume", "check_pair", "nifti_stem",
+           "read_nifti_bytes", "zscore"]
+
+AFFINE_ATOL_MM = 1e-4  # an image and its label lie in the same space to this tolerance
+NIFTI_SUFFIXES = (".nii.gz", ".nii")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,6 +79,53 @@ def read_nifti_bytes(data: bytes, name: str) -> Volume:
     spacing = tuple(float(z) for z in image.header.get_zooms()[:3])
     return Volume(voxels, np.asarray(image.affine, np.float64), spacing,
                   "".join(nib.aff2axcodes(image.affine)))
+
+
+def nifti_stem(name: str) -> Optional[str]:
+    """``case7`` for ``case7.nii.gz`` or ``case7.nii`` (suffix in any letter case); None
+    for a name without a NIfTI suffix."""
+    for suffix in NIFTI_SUFFIXES:
+        if name.lower().endswith(suffix) and len(name) > len(suffix):
+            return name[:-len(suffix)]
+    return None
+
+
+def check_pair(image: Volume, label: Volume, image_name: str, label_name: str,
+               allowed: Iterable[int], values_name: str = "class indices") -> Optional[str]:
+    """The first problem of an image and its label, or None when the pair is usable.
+
+    Rules, in this order: the image's intensities are finite (no NaN or infinity);
+    the label has the image's shape; the label's affine equals the image's to
+    :data:`AFFINE_ATOL_MM` mm (``np.allclose``, absolute); every label value is in
+    ``allowed``.
+
+    Args:
+        image, label: the decoded volumes (:func:`read_nifti_bytes`).
+        image_name, label_name: what to call the files in the message.
+        allowed: the label values allowed (class indices, or a label map's keys).
+        values_name: what the allowed values are, for the message. Default
+            ``"class indices"``.
+
+    Returns:
+        One message naming the file at fault, or None.
+    """
+    data = np.asarray(image.data)
+    if data.dtype.kind in "fc" and not np.all(np.isfinite(data)):
+        return (f"{image_name!r} holds {int(np.sum(~np.isfinite(data)))} NaN or infinite "
+                f"voxels, expected finite intensities")
+    if image.data.shape != label.data.shape:
+        return (f"{label_name!r} has shape {label.data.shape}, expected its image "
+                f"{image_name!r}'s {image.data.shape}")
+    if not np.allclose(image.affine, label.affine, atol=AFFINE_ATOL_MM):
+        return (f"{label_name!r} has affine {label.affine.round(4).tolist()}, expected "
+                f"its image {image_name!r}'s {image.affine.round(4).tolist()}")
+    allowed = sorted(int(v) for v in allowed)
+    values = np.unique(np.asarray(label.data))
+    if not np.all(np.isin(values, allowed)):
+        shown = values[:8].tolist() + (["..."] if len(values) > 8 else [])
+        return (f"{label_name!r} holds values {shown}, expected {values_name} in "
+                f"{allowed}")
+    return None
 
 
 def zscore(volume: np.ndarray) -> np.ndarray:

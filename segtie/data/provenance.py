@@ -68,7 +68,7 @@ def folder_sha256(folder) -> str:
 
 def _archive_source(data_config) -> tuple[Optional[Path], Optional[str]]:
     """The archive (or folder) read and its SHA-256; ``(None, None)`` if none is found."""
-    if data_config.name == "folder":
+    if data_config.name in ("folder", "nifti_folder"):
         return Path(data_config.folder).resolve(), folder_sha256(data_config.folder)
     from segtie.data.sources import LOADERS
     from segtie.data.sources.archive import archive_candidates

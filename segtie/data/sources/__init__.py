@@ -1,4 +1,4 @@
-"""The sources: public datasets as TFDS builders, your own folder, one entry point.
+"""The sources: public datasets as TFDS builders, your own folders, one entry point.
 
 :func:`load_split` dispatches on ``DataConfig.name`` and returns the raw, decoded
 examples of a split at their original size; :mod:`segtie.data.pipeline` resizes, caches,
@@ -16,11 +16,13 @@ from segtie.data.sources import hippocampus
 from segtie.data.sources.hippocampus import Hippocampus, load_hippocampus_split
 from segtie.data.sources.folder import load_folder_split, validate_folder
 from segtie.data.sources.kvasir_seg import KvasirSeg, load_kvasir_split, prepare_kvasir_seg
+from segtie.data.sources import nifti_folder
+from segtie.data.sources.nifti_folder import load_nifti_folder_split, validate_nifti_folder
 from segtie.data.splits import SPLITS, check_split
 
 __all__ = ["Drive", "Hippocampus", "KvasirSeg", "LOADERS", "dataset_facts", "SPLITS", "load_split", "load_drive_split",
-           "load_folder_split", "load_hippocampus_split", "load_kvasir_split", "prepare_drive", "prepare_kvasir_seg",
-           "validate_folder"]
+           "load_folder_split", "load_hippocampus_split", "load_kvasir_split", "load_nifti_folder_split",
+           "prepare_drive", "prepare_kvasir_seg", "validate_folder", "validate_nifti_folder"]
 
 # DataConfig.name -> function(data_config, split) -> tf.data.Dataset of raw examples.
 LOADERS: dict[str, Callable[..., tf.data.Dataset]] = {
@@ -28,6 +30,7 @@ LOADERS: dict[str, Callable[..., tf.data.Dataset]] = {
     "drive": load_drive_split,
     "folder": load_folder_split,
     "hippocampus": load_hippocampus_split,
+    "nifti_folder": load_nifti_folder_split,
 }
 
 
@@ -36,7 +39,8 @@ def load_split(data_config, split: str) -> tf.data.Dataset:
 
     Archive datasets are built into ``data_config.data_dir`` on first use (from the
     archive in ``data_config.manual_dir`` or ``$SEGTIE_MANUAL_DIR``); a folder is
-    validated and read directly (:mod:`segtie.data.sources.folder`).
+    validated and read directly (:mod:`segtie.data.sources.folder`, images;
+    :mod:`segtie.data.sources.nifti_folder`, volumes).
 
     Args:
         data_config: a :class:`segtie.config.DataConfig`.
@@ -47,7 +51,10 @@ def load_split(data_config, split: str) -> tf.data.Dataset:
         "mask": uint8 (height, width, 1)}`` at the original size; ``mask`` is in
         {0, 1}, or class indices for a folder with a multi-class ``label_map``.
         DRIVE adds ``fov`` and ``mask2`` (uint8 (height, width, 1) in {0, 1}) and
-        ``has_mask2`` (bool).
+        ``has_mask2`` (bool). Volumes (``hippocampus``, ``nifti_folder``) are
+        ``{"id": string (), "image": float32 (X, Y, Z, 1) z-scored per volume,
+        "mask": uint8 (X, Y, Z, 1) class indices, "spacing": float32 (3,),
+        "affine": float32 (4, 4), "orientation": string ()}``.
 
     Returns:
         An unbatched ``tf.data.Dataset`` in a fixed order.
@@ -66,9 +73,12 @@ def load_split(data_config, split: str) -> tf.data.Dataset:
 def dataset_facts(data_config) -> dict:
     """Figures a run records about its dataset's build (``{}`` for most datasets).
 
-    ``hippocampus``: ``data.num_skipped`` (cases left out by ``data.skip_invalid``)
-    and ``data.num_pairs`` (valid image/label pairs), from the dataset info.
+    ``hippocampus`` and ``nifti_folder``: ``data.num_skipped`` (cases, or stray
+    files, left out by ``data.skip_invalid``) and ``data.num_pairs`` (valid
+    image/label pairs), from the dataset info or the folder's validation.
     """
     if data_config.name == "hippocampus":
         return hippocampus.dataset_facts(data_config)
+    if data_config.name == "nifti_folder":
+        return nifti_folder.dataset_facts(data_config)
     return {}

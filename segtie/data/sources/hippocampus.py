@@ -9,9 +9,10 @@ there is no download.
 
 Pairing and checks (:func:`scan_archive`): image and label are paired by file name.
 Every problem is reported by member name: an image without a label, a label without
-an image, a file nibabel cannot read or that is not 3-D, a label whose shape or
-affine differs from its image's (affines compared to 1e-4 mm), a label with values
-outside {0, 1, 2}. The published archive has three such members (``hippocampus_118``
+an image, a file nibabel cannot read or that is not 3-D, an image with NaN or
+infinite intensities, a label whose shape or affine differs from its image's
+(affines compared to 1e-4 mm), a label with values outside {0, 1, 2} (the pair rules
+are :func:`segtie.data.nifti.check_pair`, shared with the NIfTI folder source). The published archive has three such members (``hippocampus_118``
 image only; ``hippocampus_010`` and ``hippocampus_281`` labels only). Two builder
 configs decide what happens then (``DataConfig.skip_invalid``):
 
@@ -53,7 +54,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from segtie.data.nifti import read_nifti_bytes, zscore
+from segtie.data.nifti import check_pair, read_nifti_bytes, zscore
 from segtie.data.sources import archive as archive_lib
 from segtie.data.sources.archive import MANUAL_DIR_ENV, ZipArchiveBuilder
 from segtie.data.splits import split_ids
@@ -63,7 +64,6 @@ logger = logging.getLogger(__name__)
 ARCHIVE_NAME = "hippocampus-msd-udacity.zip"
 HOMEPAGE = "https://github.com/udacity/nd320-c3-3d-imaging-starter"
 CLASSES = ("background", "anterior", "posterior")
-AFFINE_ATOL_MM = 1e-4
 _MEMBER = re.compile(r"(?:^|/)(images|labels)/([^/]+)\.nii(?:\.gz)?$")
 
 __all__ = ["ARCHIVE_NAME", "CLASSES", "Hippocampus", "Pairing", "dataset_facts",
@@ -84,7 +84,7 @@ class Pairing:
 
 
 def _check_pair(archive, path, image_member, label_member) -> Optional[str]:
-    """The problem with one pair, or None when it is valid."""
+    """The problem with one pair (:func:`segtie.data.nifti.check_pair`), or None."""
     try:
         image = read_nifti_bytes(archive_lib.read_member(archive, image_member, path),
                                  image_member)
@@ -92,17 +92,7 @@ def _check_pair(archive, path, image_member, label_member) -> Optional[str]:
                                  label_member)
     except ValueError as err:
         return str(err)
-    if image.data.shape != label.data.shape:
-        return (f"{label_member!r} has shape {label.data.shape}, expected its image "
-                f"{image_member!r}'s {image.data.shape}")
-    if not np.allclose(image.affine, label.affine, atol=AFFINE_ATOL_MM):
-        return (f"{label_member!r} has affine {label.affine.round(4).tolist()}, expected "
-                f"its image {image_member!r}'s {image.affine.round(4).tolist()}")
-    values = np.unique(label.data)
-    if not np.all(np.isin(values, np.arange(len(CLASSES)))):
-        return (f"{label_member!r} holds values {values[:8].tolist()}, expected class "
-                f"indices in {list(range(len(CLASSES)))}")
-    return None
+    return check_pair(image, label, image_member, label_member, range(len(CLASSES)))
 
 
 def scan_archive(archive: zipfile.ZipFile, path: Path) -> Pairing:
