@@ -134,6 +134,16 @@ def test_the_bank_is_the_dial_between_tied_and_untied():
     assert counts[2] - untied == 5 * 3 * 3 - sum(2 * f for f in widths)
 
 
+def test_a_bank_does_the_untied_computation_plus_the_mixing():
+    banked = build_unet(**LEVELS_BANK)
+    untied = build_unet(**{**LEVELS_BANK, **UNTIE, **NO_BANK})
+    uses_b, uses_u = (profile.trace_uses(m, SIZE) for m in (banked, untied))
+    assert profile.effective_parameters(uses_b) == profile.effective_parameters(uses_u)
+    # each of the 3 + 2 level uses x 2 iterations mixes 3 templates of 3*3*4*4
+    mixing = (3 + 2) * 2 * 3 * 9 * 4 * 4
+    assert profile.conv_macs(uses_b) == profile.conv_macs(uses_u) + mixing
+
+
 def test_3d_model_maps_volumes_to_logits_and_its_config_builds_it():
     model = build_unet(**dict(TINY, **VOLUME))
     out = model(np.random.rand(2, 8, 12, 16, 1).astype("float32"))

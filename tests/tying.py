@@ -146,7 +146,8 @@ def assert_bank_is_real(banked, untied, image_size, channels=3, seed=0):
              for k, v in enumerate(layer.trainable_weights)]
     bank_vars = [v for bank, _ in banks.values()
                  for v in (bank.templates, bank.coefficients, bank.bias)]
-    per_use = [(use, conv) for _, uses in banks.values() for use, cs in uses.items() for conv in cs]
+    per_use = [(use, conv) for _, uses in banks.values()
+               for use, convs in uses.items() for conv in convs]
     untied_vars = ([c for _, cs in pairs for c in cs]
                    + [v for _, conv in per_use for v in (conv.kernel, conv.bias)])
     _, g_banked = _loss_and_grads(banked, [v for v, _ in pairs] + bank_vars, x, weights)

@@ -21,10 +21,9 @@ Tying is always "one layer object, many calls" (never copied weights):
   all levels into its moving mean and variance).
 - ``tie_decoder``: one up-convolution and one block for every decoder level
   (constant width as well).
-- ``num_templates`` (``J >= 1``): soft sharing (Savarese & Maire 2019) in place of
-  each block's tied kernel: every use of the block (each iteration at each call
-  site, so with ``tie_levels`` every level's) mixes its kernel from the block's one
-  bank of ``J`` templates (:class:`~segtie.nn.template_bank.TemplateBank`).
+- ``num_templates`` (``J >= 1``): soft sharing in place of each block's tied kernel:
+  every use (iteration and call site: with ``tie_levels`` every level) mixes its
+  kernel from the block's one bank of ``J`` templates (:mod:`segtie.nn.template_bank`).
 - ``num_recurrences``: the network is run that many times with the same layers;
   pass ``r`` sees ``[image, probabilities of pass r-1]`` (zeros for the first) and
   a :class:`~segtie.nn.recurrence.ConvGRUCell` carries a hidden state across passes in
@@ -84,8 +83,9 @@ def check_unet_arguments(in_channels, num_classes, base_filters, depth, num_iter
         prefix: str put in front of every key in the messages.
 
     Raises:
-        ValueError: a count < 1, an unknown ``norm``, or tying that the widths forbid;
-            the message names the key, the rule and the value received.
+        ValueError: a count < 1, an unknown ``norm``, tying that the widths forbid, or a
+            bank without ``tied`` or with more templates than a block's uses; the
+            message names the key, the rule and the value received.
     """
     counts = dict(in_channels=in_channels, num_classes=num_classes,
                   base_filters=base_filters, depth=depth, num_iterations=num_iterations,
@@ -116,8 +116,8 @@ def check_unet_arguments(in_channels, num_classes, base_filters, depth, num_iter
         raise ValueError(f"`{prefix}num_templates` = {num_templates} mixes the kernels of "
                          f"a block's uses from one bank, which replaces the tied kernel: it "
                          f"needs `{prefix}tied: true`, received `{prefix}tied: false`")
-    uses = min([num_iterations * (depth if tie_levels else 1)]
-               + [num_iterations * (depth - 1 if tie_decoder else 1)] * (depth > 1))
+    sites = [depth if tie_levels else 1] + [depth - 1 if tie_decoder else 1] * (depth > 1)
+    uses = num_iterations * min(sites)  # the uses of the block with the fewest
     if num_templates > uses:
         raise ValueError(
             f"`{prefix}num_templates` must be at most the {uses} kernel uses of the "
