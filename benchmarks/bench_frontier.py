@@ -2,7 +2,7 @@
 
     SEGTIE_MANUAL_DIR=../shared/data nice -n 19 python benchmarks/bench_frontier.py \
         [--config kvasir_seg] [--budgets 15000 50000 120000 250000 500000] \
-        [--families plain tied tied3 tied_levels] [--set train.epochs=24 ...] \
+        [--families plain tied tied3 tied_levels bank3 levels_bank] [--set train.epochs=24 ...] \
         [--out runs/frontier] [--table-only]
 
 Every point is one family at one parameter budget: the recipe (``--config``) with
@@ -14,7 +14,17 @@ width whose weights fit (:mod:`segtie.nn.budget`), and the family's overrides:
 - ``tied3``: ``num_iterations: 3`` (three uses, the same parameters as ``tied``);
 - ``tied_levels``: ``tie_levels`` + ``tie_decoder`` + ``level_projection`` with one
   width at every level (``width_multiplier: 1``): one encoder and one decoder block
-  for all levels, so the same budget buys a much wider kernel.
+  for all levels, so the same budget buys a much wider kernel;
+- ``bank3``: ``num_iterations: 3`` with ``num_templates: 2``: each block's three
+  uses mix their kernels from a bank of two templates (Savarese & Maire 2019), the
+  point between ``tied3`` (one kernel) and three untied kernels. (A bank of two
+  for two uses would be the untied block reparametrised, and a bank of one is the
+  tied block: a scale per use is undone by the instance norm that follows it.)
+- ``levels_bank``: ``tied_levels`` with ``num_templates: 3``: one bank of three
+  templates for the encoder's ``depth x 2`` uses and one for the decoder's,
+  Savarese's setting (a bank shared by the layers of a stage); at a budget it is
+  narrower than ``tied_levels`` (three kernels' weights instead of one) but every
+  level and iteration gets its own kernel.
 
 Every point is trained the same way (the recipe's pipeline, loss, optimizer,
 schedule, seed, image size and epochs; ``train.max_minutes`` off) by
@@ -61,6 +71,10 @@ FAMILIES = {
     "tied_levels": ["model.num_iterations=2", "model.tie_levels=true",
                     "model.tie_decoder=true", "model.level_projection=true",
                     "model.width_multiplier=1"],
+    "bank3": ["model.num_iterations=3", "model.num_templates=2"],
+    "levels_bank": ["model.num_iterations=2", "model.tie_levels=true",
+                    "model.tie_decoder=true", "model.level_projection=true",
+                    "model.width_multiplier=1", "model.num_templates=3"],
 }
 BUDGETS = (15_000, 50_000, 120_000, 250_000, 500_000)
 POINT_TAG = "segtie.frontier_point"

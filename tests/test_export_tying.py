@@ -14,6 +14,13 @@ For every tying scheme, each variant's flatbuffer is read back
   norm, whose filters the converter folds with the norm (the first convolution holds
   its kernel / 255: the input scaling is folded into it).
 
+A template bank (``num_templates``) does not survive conversion as a bank: the
+converter constant-folds every use's mixed kernel ``sum_j alpha[u, j] T_j`` (a
+function of constants once the weights are frozen) into a filter of its own, so the
+file stores one filter per bank use, each exactly that use's kernel, and the bytes
+of the untied kernels (a use repeated by the passes of ``num_recurrences`` is folded
+once). The device's byte budget of a bank model is therefore the untied model's.
+
 int8 calibration uses random pixels here: the calibration set changes the activation
 ranges, not how weights are stored (the real training images are
 ``tests/test_export.py``'s).
@@ -23,9 +30,9 @@ import keras
 import numpy as np
 import pytest
 
-from segtie.export import BYTES_PER_WEIGHT, VARIANTS, conv_kernel_count, convert_litert
-from segtie.export import read_weights
-from segtie.nn import ZeroState, build_unet, profile
+from segtie.export import BYTES_PER_WEIGHT, VARIANTS, bank_use_count, conv_kernel_count
+from segtie.export import convert_litert, read_weights
+from segtie.nn import TemplateBank, ZeroState, build_unet, profile
 
 pytestmark = pytest.mark.slow
 
@@ -43,12 +50,20 @@ SCHEMES = {
                                     tie_levels=True, tie_decoder=True, width_multiplier=1,
                                     level_projection=True),
 }
+BANK_SCHEMES = {
+    "num_templates=2": dict(num_iterations=3, num_templates=2),
+    "tie_levels+tie_decoder, num_templates=3": dict(
+        num_iterations=2, tie_levels=True, tie_decoder=True, width_multiplier=1,
+        level_projection=True, num_templates=3),
+    "num_recurrences=2, num_templates=2": dict(num_iterations=3, num_recurrences=2,
+                                               num_templates=2),
+}
 CONV_TYPES = (keras.layers.Conv2D, keras.layers.Conv2DTranspose)
 
 
 def _model(scheme):
     keras.utils.set_random_seed(0)
-    model = build_unet(**{**BASE, **SCHEMES[scheme]})
+    model = build_unet(**{**BASE, **{**SCHEMES, **BANK_SCHEMES}[scheme]})
     rng = np.random.default_rng(1)
     for v in model.weights:  # trained-like values: no two norms alike, no unit variances
         if "norm" in v.path:
@@ -149,3 +164,42 @@ def test_unfused_batch_norms_compute_the_same_function():
     logits = runner(image=image)["logits"]
     expected = keras.ops.convert_to_numpy(model(image.astype("float32") / 255.0))
     np.testing.assert_allclose(logits, expected, atol=1e-4, rtol=1e-4)
+
+
+def _bank_uses(model):
+    """``{(bank, use)}`` of every template-bank call, and the folded weights they need."""
+    calls = {(id(u.layer), u.use): u.layer for u in profile.trace_uses(model, SIZE)
+             if isinstance(u.layer, TemplateBank)}
+    banks = {id(b): b for b in calls.values()}
+    folded = sum(b.num_uses * int(np.prod(b.kernel_shape)) for b in banks.values())
+    stored_as_bank = sum(int(np.prod(v.shape)) for b in banks.values()
+                         for v in (b.templates, b.coefficients))
+    return calls, folded - stored_as_bank
+
+
+@pytest.mark.parametrize("scheme", list(BANK_SCHEMES))
+def test_a_template_bank_is_folded_into_one_filter_per_use(scheme, images, record_property):
+    model = _model(scheme)
+    calls, extra = _bank_uses(model)
+    kernels, banked = conv_kernel_count(model), bank_use_count(model)
+    assert banked == len(calls) > kernels // 2  # every bank use was run
+    assert extra > 0  # fewer templates than uses: folding costs bytes
+    params = model.count_params()
+    for variant in VARIANTS:
+        weights = read_weights(convert_litert(model, SIZE, variant, images))
+        bpw = BYTES_PER_WEIGHT[variant]
+        untied = (params + extra + _zero_state_elements(model)) * bpw
+        record_property(variant, f"{weights.num_filter_buffers} filters, "
+                                 f"{weights.constant_bytes} bytes; bank {params * bpw}, "
+                                 f"folded {untied}")
+        assert weights.num_filter_buffers == kernels + banked, (variant, weights.filter_uses)
+        assert 0.9 * untied <= weights.constant_bytes <= 1.1 * untied, (variant, untied)
+        as_bank = (params + _zero_state_elements(model)) * bpw  # a file that kept the bank
+        assert weights.constant_bytes - as_bank > 0.5 * extra * bpw
+        if variant == "float32":
+            stored = [values for _, _, values in weights.filters.values()]
+            for (_, use), bank in calls.items():
+                kernel = keras.ops.convert_to_numpy(bank.kernel_for(use)).transpose(3, 0, 1, 2)
+                assert sum(v.shape == kernel.shape and np.allclose(v, kernel, rtol=1e-5,
+                                                                   atol=1e-7)
+                           for v in stored) == 1, (bank.name, use)

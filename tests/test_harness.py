@@ -36,6 +36,10 @@ BLOCKS = {
     "two uses, shared norms": (dict(num_iterations=2, norm="instance", num_uses=2),
                                [{"use": 0}, {"use": 1}], 2 + 2 + 2 + 2, 8),
     "recompute": (dict(num_iterations=2, norm="instance", recompute=True), None, 8, 8),
+    # two call sites x two iterations mixing one bank (templates, coefficients, bias)
+    "template bank, two uses": (dict(num_iterations=2, norm="instance", num_uses=2,
+                                     num_templates=3), [{"use": 0}, {"use": 1}],
+                                2 + 2 + 3 + 2, 9),
     "dropout": (dict(num_iterations=1, norm="none", dropout=0.25), None, 4, 4),
 }
 

@@ -130,7 +130,7 @@ def test_3d_block_has_one_3x3x3_kernel_and_keeps_the_volume_shape():
 def test_config_round_trip():
     block = RecurrentConvBlock(7, num_iterations=3, norm="none", norm_per_iteration=True,
                                tied=False, dropout=0.1, num_uses=3, norm_per_use=True,
-                               recompute=True, spatial_dims=3, name="b")
+                               recompute=True, spatial_dims=3, num_templates=0, name="b")
     clone = RecurrentConvBlock.from_config(block.get_config())
     assert clone.get_config() == block.get_config()
 
@@ -181,3 +181,58 @@ def test_recompute_gives_the_same_outputs_and_gradients():
         grads.append(tape.gradient(loss, block.trainable_variables))
     for g_plain, g_recomputed in zip(*grads):
         np.testing.assert_allclose(g_plain.numpy(), g_recomputed.numpy(), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("spatial_dims, k", [(2, 9), (3, 27)])
+@pytest.mark.parametrize("num_iterations, num_uses, num_templates", [(2, 1, 1), (3, 1, 2),
+                                                                     (2, 3, 4)])
+def test_bank_block_parameter_count_follows_formula(num_iterations, num_uses, num_templates,
+                                                    spatial_dims, k):
+    block = _block(num_iterations, spatial_dims=spatial_dims, num_uses=num_uses,
+                   num_templates=num_templates)
+    c_in, uses = IN_SHAPE[-1], num_uses * num_iterations
+    bank = num_templates * k * F * F + uses * num_templates + F
+    assert _count(block) == (k * c_in * F + F + 4 * F) + bank + 4 * F
+    assert block.convs == [] and block.bank.num_uses == uses
+    paths = [w.path for w in block.weights]
+    assert [p for p in paths if "template_bank" in p] == [
+        f"{block.name}/template_bank/{v}" for v in ("templates", "coefficients", "bias")]
+
+
+def test_one_template_with_unit_coefficients_is_the_tied_block():
+    x = tf.random.normal(IN_SHAPE, seed=6)
+    tied = _block(3, norm="instance")
+    bank = _block(3, norm="instance", num_templates=1)
+    bank.entry_conv.set_weights(tied.entry_conv.get_weights())
+    kernel, bias = tied.convs[0].get_weights()
+    bank.bank.set_weights([kernel[None], np.ones((3, 1), "float32"), bias])
+    np.testing.assert_allclose(bank(x), tied(x), rtol=1e-5, atol=1e-6)
+    # A scale per use: the instance norm after the use divides it out (up to its
+    # epsilon); only a sign would change the output. Without a norm it is a real dial.
+    bank.bank.coefficients.assign([[1.0], [0.5], [2.0]])
+    np.testing.assert_allclose(bank(x), tied(x), atol=1e-2 * float(np.max(np.abs(tied(x)))))
+    bank.bank.coefficients.assign([[1.0], [-1.0], [1.0]])
+    assert not np.allclose(bank(x), tied(x), atol=0.1)
+    plain = _block(3, norm="none", num_templates=1)
+    y = plain(x)
+    plain.bank.coefficients.assign(2.0 * plain.bank.coefficients)
+    assert not np.allclose(plain(x), y, atol=0.1)
+
+
+def test_bank_block_site_and_iteration_pick_their_own_use():
+    block = _block(2, num_uses=2, num_templates=3, norm="none")
+    assert [block.bank_use(s, t) for s in range(2) for t in range(2)] == [0, 1, 2, 3]
+    x = tf.random.normal(IN_SHAPE, seed=7)
+    assert not np.allclose(block(x, use=0), block(x, use=1), atol=1e-4)  # distinct kernels
+    block.bank.coefficients.assign(np.tile(block.bank.coefficients.numpy()[:2], (2, 1)))
+    np.testing.assert_allclose(block(x, use=0), block(x, use=1), rtol=1e-6)
+    with pytest.raises(ValueError, match=r"mixes its kernels from a template bank"):
+        block.conv_for(0)
+
+
+def test_a_bank_needs_the_tied_block():
+    with pytest.raises(ValueError, match=r"`num_templates` >= 1 .* needs `tied=True`, received "
+                                         r"num_templates=2 with tied=False"):
+        RecurrentConvBlock(F, num_templates=2, tied=False)
+    with pytest.raises(ValueError, match=r"`num_templates` must be an integer >= 0"):
+        RecurrentConvBlock(F, num_templates=-1)

@@ -54,6 +54,10 @@ SCHEMES = {  # name: (model keys, data keys, train keys)
     "multi-class": ({"num_classes": 3}, {"name": "folder", "folder": "my-images",
                                          "label_map": LABEL_MAP}, {}),
     "mixed_bfloat16": ({"num_recurrences": 2}, {}, {"precision": "mixed_bfloat16"}),
+    "num_templates": ({"num_templates": 3, "tie_levels": True, "tie_decoder": True,
+                       "width_multiplier": 1, "level_projection": True}, {}, {}),
+    "num_templates, mixed_bfloat16": ({"num_templates": 2}, {},
+                                      {"precision": "mixed_bfloat16"}),
     "3-D": ({"spatial_dims": 3, "in_channels": 1, "num_classes": 3, "num_recurrences": 2,
              "tie_levels": True, "width_multiplier": 1, "level_projection": True},
             {"name": "hippocampus", "skip_invalid": True, "image_size": [SIZE] * 3}, {}),
@@ -242,3 +246,6 @@ def test_the_schemes_differ_where_they_should(fresh):
     assert local["3-D"][1]["command"].ndim == 5  # (batch, D, H, W, classes)
     # num_iterations ties one kernel: the same parameters as two iterations.
     assert layout["num_iterations"]["params"] == layout["recompute"]["params"]
+    # One bank for every level: one templates variable, shared.
+    assert "encoder" in layout["num_templates"]["policies"]
+    assert layout["num_templates, mixed_bfloat16"]["policies"]["encoder_0"] == "mixed_bfloat16"

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from tying import assert_tying_is_real
+from tying import assert_bank_is_real, assert_tying_is_real
 
 from segtie import config as cfg
 from segtie.cli.common import load_config
@@ -20,6 +20,8 @@ UNTIE = dict(tied=False, tie_levels=False, tie_decoder=False, tie_recurrences=Fa
 SIZE = [16, 16]
 VOLUME = dict(spatial_dims=3, in_channels=1, num_classes=3)  # a 3-D model, Hippocampus-like
 SIZE_3D = [8, 8, 8]
+BANK = dict(TINY, num_iterations=3, num_templates=2)  # 3 uses per block, 2 templates
+LEVELS_BANK = dict(LEVELS, tie_decoder=True, num_templates=3)  # one bank for 3 levels x 2
 
 
 def test_parameter_count_is_independent_of_num_iterations():
@@ -45,8 +47,18 @@ def test_parameter_count_is_independent_of_num_iterations():
     VOLUME,
     dict(ALL, **VOLUME),
     dict(ALL, **VOLUME, **UNTIE),
+    BANK,
+    dict(BANK, num_templates=1, norm="none"),
+    LEVELS_BANK,
+    dict(LEVELS_BANK, norm_per_level=False),
+    dict(ALL, num_templates=4),
+    dict(ALL, num_templates=2, tie_recurrences=False),
+    dict(BANK, **VOLUME),
+    dict(LEVELS_BANK, **VOLUME),
 ], ids=["plain", "projection", "levels-shared-norm", "levels", "decoder", "instance", "recurrent",
-        "all-untied", "all", "3d-plain", "3d-all", "3d-all-untied"])
+        "all-untied", "all", "3d-plain", "3d-all", "3d-all-untied", "bank", "bank-J1",
+        "levels-bank", "levels-bank-shared-norm", "all-bank", "all-bank-untied-passes",
+        "3d-bank", "3d-levels-bank"])
 def test_parameter_count_follows_the_documented_formula(kwargs):
     args = {**TINY, **kwargs}
     assert build_unet(**args).count_params() == parameter_count(**args)
@@ -87,6 +99,49 @@ def test_tying_is_real_in_3d(tied_args, untied_args):
     block = tied.get_layer("encoder" if tied_args.get("tie_levels") else "encoder_0")
     assert len(block.convs) == 1  # one 3x3x3 kernel for every use (and level, if tied)
     assert tuple(block.convs[0].kernel.shape) == (3, 3, 3, 4, 4)
+
+
+NO_BANK = dict(num_templates=0, tied=False)
+
+
+@pytest.mark.parametrize("bank_args, untied_args, size", [
+    (BANK, NO_BANK, SIZE),
+    (LEVELS_BANK, dict(UNTIE, **NO_BANK), SIZE),
+    (dict(LEVELS_BANK, norm_per_level=False), dict(UNTIE, **NO_BANK), SIZE),
+    (dict(ALL, depth=2, num_templates=2), dict(UNTIE, **NO_BANK), SIZE),
+    (dict(LEVELS_BANK, depth=2, num_templates=2, **VOLUME), dict(UNTIE, **NO_BANK), SIZE_3D),
+], ids=["iterations", "levels+decoder", "levels-shared-norm", "all+recurrences", "3d-levels"])
+def test_template_bank_gradient_is_the_sum_over_its_uses(bank_args, untied_args, size):
+    banked = build_unet(**bank_args)
+    untied = build_unet(**{**bank_args, **untied_args})
+    banks = [w for w in banked.weights if w.path.endswith("template_bank/templates")]
+    blocks = 2 if bank_args.get("tie_levels") else 2 * bank_args["depth"] - 1
+    assert len(banks) == blocks  # one bank variable per block, not a copy per use
+    assert assert_bank_is_real(banked, untied, size, channels=bank_args.get("in_channels", 3)) \
+        == blocks
+    assert banked.count_params() < untied.count_params()
+
+
+def test_the_bank_is_the_dial_between_tied_and_untied():
+    tied = parameter_count(**dict(BANK, num_templates=0))
+    untied = parameter_count(**dict(BANK, num_templates=0, tied=False))
+    counts = [parameter_count(**dict(BANK, num_templates=j)) for j in (1, 2, 3)]
+    assert tied < counts[0] < counts[1] < counts[2]
+    uses = 5 * 3  # 5 blocks of 3 uses: J = 1 adds one coefficient per use
+    assert counts[0] - tied == uses
+    # J = uses (3): the untied kernels, plus the coefficients, less the untied biases
+    widths = [4, 8, 16, 8, 4]
+    assert counts[2] - untied == 5 * 3 * 3 - sum(2 * f for f in widths)
+
+
+def test_a_bank_does_the_untied_computation_plus_the_mixing():
+    banked = build_unet(**LEVELS_BANK)
+    untied = build_unet(**{**LEVELS_BANK, **UNTIE, **NO_BANK})
+    uses_b, uses_u = (profile.trace_uses(m, SIZE) for m in (banked, untied))
+    assert profile.effective_parameters(uses_b) == profile.effective_parameters(uses_u)
+    # each of the 3 + 2 level uses x 2 iterations mixes 3 templates of 3*3*4*4
+    mixing = (3 + 2) * 2 * 3 * 9 * 4 * 4
+    assert profile.conv_macs(uses_b) == profile.conv_macs(uses_u) + mixing
 
 
 def test_3d_model_maps_volumes_to_logits_and_its_config_builds_it():
@@ -184,6 +239,13 @@ def test_impossible_combinations_name_key_rule_and_value(kwargs, message):
      r"`model.tie_levels: true` without `model.level_projection`"),
     ({"num_recurrences": 0}, r"`model.num_recurrences` must be >= 1, received 0"),
     ({"recurrence_loss_decay": 1.5}, r"`model.recurrence_loss_decay` must be <= 1.0"),
+    ({"num_templates": 2, "tied": False},
+     r"`model.num_templates` = 2 .* needs `model.tied: true`, received `model.tied: false`"),
+    ({"num_templates": 3}, r"`model.num_templates` must be at most the 2 kernel uses of the "
+                           r"smallest bank .* received 3"),
+    ({"num_templates": 7, "tie_levels": True, "tie_decoder": True, "width_multiplier": 1,
+      "level_projection": True, "depth": 3}, r"at most the 4 kernel uses .* received 7"),
+    ({"num_templates": -1}, r"`model.num_templates` must be >= 0, received -1"),
 ])
 def test_config_rejects_impossible_models_at_load(model, message):
     # The command lines' loader: the config's own checks, then the U-Net's tying rules.
@@ -198,6 +260,19 @@ def test_default_config_builds_todays_model():
     # 18 blocks' norms hold 2 * (16+32+64+128+64+32+16) * 2 = 1,408 weights fewer.
     assert model.count_params() == 484_849 - 1_408
     assert [l.name for l in model.layers][:3] == ["image", "encoder_0", "pool_0"]
+
+
+def test_param_budget_sizes_a_template_bank_model():
+    budget = 30_000
+    config = cfg.from_dict({"model": {"width_multiplier": 1, "tie_levels": True,
+                                      "tie_decoder": True, "level_projection": True,
+                                      "num_templates": 3, "param_budget": budget}})
+    model = build_model(config.model)
+    width = model.get_layer("encoder").filters
+    args = unet_arguments(config.model)
+    assert model.count_params() == parameter_count(**{**args, "base_filters": width}) <= budget
+    assert parameter_count(**{**args, "base_filters": width + 1}) > budget
+    assert [w.path for w in model.weights].count("encoder/template_bank/templates") == 1
 
 
 def test_param_budget_picks_the_widest_width_that_fits():

@@ -48,6 +48,8 @@ def test_a_split_record_names_the_archive_its_sha256_and_the_split(kvasir_data_c
     ({"num_iterations": 3, "width_multiplier": 1, "tie_levels": True,
       "level_projection": True, "tie_decoder": True}, "iter3+levels+decoder"),
     ({"num_iterations": 1, "num_recurrences": 2}, "rec2"),
+    ({"num_iterations": 2, "width_multiplier": 1, "tie_levels": True, "level_projection": True,
+      "tie_decoder": True, "num_templates": 3}, "iter2+levels+decoder+bank3"),
 ])
 def test_the_scheme_name_and_sentence_use_the_tying_vocabulary(model, name):
     args = unet_arguments(cfg.from_dict({"model": model}).model)
@@ -56,6 +58,7 @@ def test_the_scheme_name_and_sentence_use_the_tying_vocabulary(model, name):
     assert f"num_iterations: {model['num_iterations']}" in sentence
     assert ("tie_levels" in sentence) == bool(model.get("tie_levels"))
     assert ("a plain U-Net" in sentence) == (name == "plain")
+    assert ("num_templates" in sentence) == bool(model.get("num_templates"))
 
 
 def test_parameter_buckets_have_exclusive_upper_bounds():

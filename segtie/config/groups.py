@@ -33,14 +33,19 @@ class ModelConfig:
     num_recurrences: 1`` is the plain U-Net. ``tied: false`` gives every use of a
     block's kernel its own kernel: the untied reference of the same depth and
     compute, with ``num_iterations`` times the block kernels' weights.
-    ``recompute`` trades compute for activation memory. With ``param_budget`` (weights) or ``memory_budget_mb``
-    (estimated training-step memory), ``base_filters`` is replaced by the widest
-    base width that fits. ``num_classes`` is the number of logit channels: 1 for
+    ``recompute`` trades compute for activation memory. With ``param_budget``
+    (weights) or ``memory_budget_mb`` (estimated training-step memory),
+    ``base_filters`` is replaced by the widest base width that fits. ``num_classes`` is the number of logit channels: 1 for
     binary data (sigmoid), ``K + 1`` for a folder ``data.label_map`` with classes
     0..K, K >= 2, or any ``nifti_folder`` one (softmax); it is checked against the data
     (:func:`implied_num_classes`). ``spatial_dims: 3`` builds the same network, every
     tying scheme included, from 3-D layers for volumes (``hippocampus``,
     ``nifti_folder``; ``in_channels: 1``).
+    ``num_templates: J`` (0 = off) replaces each block's tied kernel by soft sharing
+    (Savarese & Maire 2019): every use (iteration, and level with ``tie_levels`` or
+    ``tie_decoder``) mixes its own kernel from the block's one bank of ``J``
+    templates, a dial from tied (``J = 1``, plus a scale per use) to untied (``J`` =
+    the uses); it needs ``tied: true`` and at most as many templates as uses.
     """
 
     in_channels: int = _field(3, low=1)
@@ -63,6 +68,7 @@ class ModelConfig:
     param_budget: Optional[int] = _field(None, low=1)
     memory_budget_mb: Optional[float] = _field(None, low=0.0)
     spatial_dims: int = _field(2, choices=(2, 3))  # 3: volumes, Conv3D (segtie.nn.dims)
+    num_templates: int = _field(0, low=0)  # >= 1: a bank of this many templates per block
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,8 +12,11 @@ Layout of the export folder::
 
 After each conversion the flatbuffer is read back
 (:func:`segtie.export.flatbuffer.read_weights`) and compared with the Keras model: a
-stored filter per Keras kernel (a tied kernel once) is expected; more is logged as a
-warning naming both counts. The files are logged as artifacts (``litert/``,
+stored filter per Keras kernel (a tied kernel once) is expected, plus one per use of
+a template bank (``model.num_templates``: the converter constant-folds each use's
+mixed kernel ``sum_j alpha[u, j] T_j`` into a filter of its own, so on the device a
+bank costs the bytes of the untied kernels); more is logged as a warning naming
+both counts. The files are logged as artifacts (``litert/``,
 ``saved_model/``) of an MLflow run tagged ``segtie.kind = export`` and
 ``segtie.train_run_id``.
 """
@@ -38,7 +41,7 @@ from segtie.export.litert import BYTES_PER_WEIGHT, VARIANTS, convert_litert
 from segtie.export.pixels import PixelServing, activation_name
 from segtie.tracking import Tracker
 
-__all__ = ["ExportResult", "conv_kernel_count", "export_model", "litert_file_name",
+__all__ = ["ExportResult", "bank_use_count", "conv_kernel_count", "export_model", "litert_file_name",
            "litert_input_size"]
 
 logger = logging.getLogger(__name__)
@@ -80,6 +83,12 @@ def litert_input_size(config: cfg.Config) -> list:
 def conv_kernel_count(model: keras.Model) -> int:
     """Distinct 4-D convolution kernels of a Keras model (a tied kernel counts once)."""
     return sum(1 for v in model.weights if v.path.endswith("kernel") and len(v.shape) == 4)
+
+
+def bank_use_count(model: keras.Model) -> int:
+    """Uses of the template banks of a Keras model: the filters LiteRT folds them into."""
+    return sum(int(v.shape[0]) for v in model.weights
+               if v.path.endswith("template_bank/coefficients"))
 
 
 def _prepare_dir(out_dir: Path, overwrite: bool) -> None:
@@ -164,14 +173,17 @@ def export_model(model: keras.Model, config: cfg.Config, out_dir, *,
         tf.saved_model.save(module, str(files["saved_model"]), signatures=module.signatures())
     images = (representative_images(config.data, calibration_images, window=size)
               if "int8" in variants else None)
-    kernels = conv_kernel_count(model)
+    kernels, banked = conv_kernel_count(model), bank_use_count(model)
+    if banked:
+        logger.info("The template banks' %d uses are folded into one filter each: LiteRT "
+                    "stores the untied kernels, not the bank", banked)
     for variant in variants:
         io = int8_io and variant == "int8"
         data = convert_litert(model, size, variant, images, int8_io=io)
         path = out_dir / litert_file_name(variant, io)
         path.write_bytes(data)
         files[variant], weights[variant] = path, read_weights(data)
-        _check_tying(weights[variant], kernels, path.name)
+        _check_tying(weights[variant], kernels + banked, path.name)
     info = _info(model, config, files, weights, kernels, source, train_run_id, images, int8_io)
     (out_dir / "export.json").write_text(json.dumps(info, indent=2))
     run_id = _track(config, out_dir, files, info) if track else None

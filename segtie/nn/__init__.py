@@ -5,6 +5,8 @@
 ``(batch, height, width, num_classes)`` float32. Where to look:
 
 - :mod:`~segtie.nn.recurrent_conv_block`: :class:`RecurrentConvBlock`, the tied block;
+- :mod:`~segtie.nn.template_bank`: :class:`TemplateBank`, soft sharing: each use's
+  kernel mixed from a shared bank of templates (``num_templates``);
 - :mod:`~segtie.nn.recurrence`: :class:`ConvGRUCell` and :class:`ZeroState`, the
   bottleneck state of ``num_recurrences > 1``;
 - :mod:`~segtie.nn.norms`: :class:`FusedBatchNormalization`,
@@ -31,10 +33,10 @@ from segtie.nn.norms import NORMS, FusedBatchNormalization, InstanceNormalizatio
 from segtie.nn.recurrence import ConvGRUCell, ZeroState
 from segtie.nn.recurrent_conv_block import RecurrentConvBlock
 from segtie.nn.size import parameter_count
+from segtie.nn.template_bank import TemplateBank
 from segtie.nn.unet import base_width, build_unet
 
 __all__ = ["NORMS", "ConvGRUCell", "DeepSupervisionModel", "FusedBatchNormalization",
-           "InstanceNormalization",
-           "RecurrentConvBlock", "ZeroState", "base_width", "build_model", "build_training_model",
-           "build_unet", "check_model", "make_norm", "parameter_count", "recurrence_weights",
+           "InstanceNormalization", "RecurrentConvBlock", "TemplateBank", "ZeroState",
+           "base_width", "build_model", "build_training_model", "build_unet", "check_model", "make_norm", "parameter_count", "recurrence_weights",
            "unet_arguments"]

@@ -23,13 +23,16 @@ def scheme_name(args: dict) -> str:
 
     ``plain`` (a U-Net: one use per kernel, nothing tied), else ``+``-joined parts:
     ``iter<n>`` (``num_iterations > 1``), ``levels``, ``decoder``, ``rec<R>``
-    (``num_recurrences > 1``); e.g. ``iter2``, ``iter3+levels+decoder``.
+    (``num_recurrences > 1``), ``bank<J>`` (``num_templates``); e.g. ``iter2``,
+    ``iter3+levels+decoder``, ``iter2+levels+decoder+bank3``.
     """
     parts = [f"iter{args['num_iterations']}"] if args["num_iterations"] > 1 else []
     parts += [name for name, key in (("levels", "tie_levels"), ("decoder", "tie_decoder"))
               if args.get(key)]
     if args.get("num_recurrences", 1) > 1:
         parts.append(f"rec{args['num_recurrences']}")
+    if args.get("num_templates", 0):
+        parts.append(f"bank{args['num_templates']}")
     return "+".join(parts) or "plain"
 
 
@@ -45,6 +48,10 @@ def describe_scheme(args: dict) -> str:
         text += f"; one encoder block serves all {depth} levels (tie_levels)"
     if args.get("tie_decoder"):
         text += "; one decoder block serves every decoder level (tie_decoder)"
+    templates = args.get("num_templates", 0)
+    if templates:
+        text += (f"; every use mixes its own kernel from its block's bank of {templates} "
+                 f"shared templates (num_templates: {templates}, soft sharing)")
     recurrences = args.get("num_recurrences", 1)
     if recurrences > 1:
         text += (f"; the whole network runs {recurrences} passes with the same weights "

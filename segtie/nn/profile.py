@@ -6,9 +6,11 @@ From the record:
 
 - effective parameters: the weights of every *use* of every leaf layer (a layer
   with no nested calls), i.e. the parameter count of the untied network that does
-  the same computation;
+  the same computation (a use of a :class:`~segtie.nn.template_bank.TemplateBank`
+  counts the kernel and bias it convolves with, ``k_h k_w C_in C_out + C_out``);
 - FLOPs: ``2 x`` the multiply-accumulates of every convolution use
-  (``H_out W_out k_h k_w C_in C_out`` for ``Conv2D``, ``H_in W_in k_h k_w C_in C_out``
+  (``H_out W_out k_h k_w C_in C_out`` for ``Conv2D`` and a template bank's use, which
+  also mixes its kernel: ``J k_h k_w C_in C_out`` more; ``H_in W_in k_h k_w C_in C_out``
   for ``Conv2DTranspose``); additions of biases, normalization, activations and
   pooling are not counted, as in most FLOP tables;
 - activation elements per image: the sum of the outputs of every leaf use (what
@@ -30,6 +32,7 @@ import numpy as np
 
 from segtie.nn.dims import CONV_CLASSES, UP_CLASSES
 from segtie.nn.recurrent_conv_block import RecurrentConvBlock
+from segtie.nn.template_bank import TemplateBank
 
 FLOAT_BYTES = 4
 MEGABYTE = 2 ** 20  # the "MB" of reports and budgets
@@ -44,6 +47,7 @@ class LayerUse:
     output_shape: tuple
     parent: int  # index of the enclosing call in the record, -1 at the top
     leaf: bool = True  # no nested layer call
+    use: object = None  # the call's ``use`` argument (the call site of a shared layer)
 
 
 def _shape(x) -> tuple:
@@ -60,7 +64,7 @@ def _recording(record: list):
     def recorded_call(layer, *args, **kwargs):
         index = len(record)
         record.append(LayerUse(layer, _shape(args[0]) if args else (), (),
-                               stack[-1] if stack else -1))
+                               stack[-1] if stack else -1, use=kwargs.get("use")))
         if stack:
             record[stack[-1]].leaf = False
         stack.append(index)
@@ -100,9 +104,16 @@ def _weights(layer) -> int:
     return int(sum(math.prod(w.shape) for w in layer.weights))
 
 
+def _use_weights(layer) -> int:
+    """The weights one use of ``layer`` computes with (a bank's use: its mixed kernel)."""
+    if isinstance(layer, TemplateBank):
+        return math.prod(layer.kernel_shape) + (layer.filters if layer.use_bias else 0)
+    return _weights(layer)
+
+
 def effective_parameters(uses: list) -> int:
     """Weights counted once per use: the size of the equivalent untied network."""
-    return sum(_weights(u.layer) for u in uses if u.leaf)
+    return sum(_use_weights(u.layer) for u in uses if u.leaf)
 
 
 def conv_macs(uses: list) -> int:
@@ -110,6 +121,10 @@ def conv_macs(uses: list) -> int:
     total = 0
     for u in uses:
         layer = u.layer
+        if isinstance(layer, TemplateBank):  # the convolution, then the mixing
+            kernel = math.prod(layer.kernel_shape)
+            total += (math.prod(u.output_shape[1:-1]) + layer.num_templates) * kernel
+            continue
         if isinstance(layer, UP_CLASSES):
             spatial = math.prod(u.input_shape[1:-1])
         elif isinstance(layer, CONV_CLASSES):

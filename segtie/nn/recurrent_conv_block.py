@@ -11,12 +11,18 @@ variable, and every call of it reads that variable. Backpropagation through the
 unrolled calls therefore gives that variable one gradient, the sum of the gradients
 of its uses; an optimizer step updates it once and every use sees the update; saving
 stores it once. No weights are copied and no ``.kernel`` attribute is reassigned.
+With ``num_templates = J >= 1`` the tied kernel is replaced by soft sharing: every
+(call site, iteration) use convolves with its own mixture of one bank of ``J``
+templates (:class:`~segtie.nn.template_bank.TemplateBank`, Savarese & Maire 2019),
+one layer object called at every use like the tied convolution.
 
 References:
     Alom et al., "Recurrent Residual Convolutional Neural Network based on U-Net
     (R2U-Net) for Medical Image Segmentation", arXiv:1802.06955, 2018.
     Liang & Hu, "Recurrent Convolutional Neural Network for Object Recognition",
     CVPR 2015 (the recurrent convolutional layer).
+    Savarese & Maire, "Learning Implicitly Recurrent CNNs Through Parameter
+    Sharing", ICLR 2019 (the template bank of ``num_templates``).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from keras import layers, ops
 from segtie.nn.checks import check_int
 from segtie.nn.dims import check_spatial_dims, layer_class
 from segtie.nn.norms import NORMS, make_norm
+from segtie.nn.template_bank import TemplateBank
 
 
 def _concatenated_shape(input_shape) -> tuple:
@@ -69,6 +76,7 @@ class RecurrentConvBlock(layers.Layer):
         norms: 4F                             (norm_per_iteration=False)
                4F * num_iterations            (norm_per_iteration=True)
         untied (tied=False): (k*F*F + F) * num_iterations
+        bank (num_templates=J): J*k*F*F + num_uses*num_iterations*J + F   (replaces tied)
         norm_per_use=True: every norm above (entry and per-iteration) times num_uses
 
     Args:
@@ -89,6 +97,11 @@ class RecurrentConvBlock(layers.Layer):
         num_uses: int >= 1, call sites of this one block in a model (``tie_levels``
             calls one block at every encoder level). Each call passes
             ``use=0 .. num_uses - 1``.
+        num_templates: int >= 0, default 0 (a tied kernel). ``J >= 1`` replaces the
+            tied kernel by a :class:`~segtie.nn.template_bank.TemplateBank` of ``J``
+            templates with ``num_uses * num_iterations`` uses: site ``s``, iteration
+            ``t`` is use ``s * num_iterations + t``, with its own coefficients.
+            Needs ``tied=True``.
         norm_per_use: bool, give every call site its own normalizations (default
             False: all call sites share them). Convolutions are shared either way.
             Adds ``(num_uses - 1)`` times the norms above.
@@ -111,17 +124,23 @@ class RecurrentConvBlock(layers.Layer):
 
     Raises:
         ValueError: ``filters``, ``num_iterations`` or ``num_uses`` < 1, unknown
-            ``norm``, ``spatial_dims`` not 2 or 3, a ``use`` outside ``[0, num_uses)``.
+            ``norm``, ``spatial_dims`` not 2 or 3, a ``use`` outside ``[0, num_uses)``,
+            ``num_templates`` < 0 or >= 1 with ``tied=False``.
     """
 
     def __init__(self, filters, num_iterations=2, norm="batch", norm_per_iteration=False,
                  tied=True, dropout=0.0, num_uses=1, norm_per_use=False, recompute=False,
-                 spatial_dims=2, **kwargs):
+                 spatial_dims=2, num_templates=0, **kwargs):
         super().__init__(**kwargs)
         check_int("filters", filters, 1)
         check_int("num_iterations", num_iterations, 1)
         check_int("num_uses", num_uses, 1)
         check_spatial_dims(spatial_dims)
+        check_int("num_templates", num_templates, 0)
+        if num_templates and not tied:
+            raise ValueError(f"`num_templates` >= 1 replaces the tied kernel by a template "
+                             f"bank and needs `tied=True`, received num_templates="
+                             f"{num_templates} with tied={tied!r}")
         if norm not in NORMS:
             raise ValueError(f"`norm` must be one of {list(NORMS)}, received {norm!r}")
         if not 0.0 <= float(dropout) < 1.0:
@@ -136,6 +155,7 @@ class RecurrentConvBlock(layers.Layer):
         self.norm_per_use = norm_per_use
         self.recompute = recompute
         self.spatial_dims = spatial_dims
+        self.num_templates = num_templates
 
     def _make_norm(self, name):
         return make_norm(self.norm, name, dtype=self.dtype_policy)
@@ -148,9 +168,13 @@ class RecurrentConvBlock(layers.Layer):
         conv_class = layer_class("conv", self.spatial_dims)
         self.entry_conv = conv_class(self.filters, name="entry_conv", **conv)
         self.entry_norm = self._make_norm("entry_norm")
-        n_convs = 1 if self.tied else self.num_iterations
+        n_convs = 0 if self.num_templates else 1 if self.tied else self.num_iterations
         self.convs = [conv_class(self.filters, name=f"tied_conv_{i}", **conv)
                       for i in range(n_convs)]
+        self.bank = (TemplateBank(self.filters, self.num_templates,
+                                  num_uses=self.num_uses * self.num_iterations,
+                                  spatial_dims=self.spatial_dims, dtype=self.dtype_policy,
+                                  name="template_bank") if self.num_templates else None)
         n_norms = self.num_iterations if self.norm_per_iteration else 1
         self.norms = [self._make_norm(f"norm_{i}") for i in range(n_norms)]
         # Call sites 1 .. num_uses-1 with their own norms; site 0 uses the two above
@@ -166,13 +190,31 @@ class RecurrentConvBlock(layers.Layer):
         self.entry_conv.build(input_shape)
         inner = tuple(input_shape[:-1]) + (self.filters,)
         all_norms = [self.entry_norm] + self.norms + self.use_entry_norms
-        for layer in self.convs + all_norms + [n for ns in self.use_norms for n in ns]:
+        banks = [self.bank] if self.bank is not None else []
+        for layer in self.convs + banks + all_norms + [n for ns in self.use_norms for n in ns]:
             layer.build(inner)
         self.built = True
 
     def conv_for(self, iteration):
-        """The convolution layer used at ``iteration`` (the same object for all if tied)."""
+        """The convolution layer used at ``iteration`` (the same object for all if tied).
+
+        Raises:
+            ValueError: the block has a template bank (see :meth:`bank_use`) instead.
+        """
+        if self.bank is not None:
+            raise ValueError(f"Block {self.name!r} mixes its kernels from a template bank "
+                             f"(num_templates={self.num_templates}): use `block.bank` and "
+                             f"`block.bank_use(use, iteration)`, not `conv_for`")
         return self.convs[0] if self.tied else self.convs[iteration]
+
+    def bank_use(self, use, iteration):
+        """The bank's use index of call site ``use`` at ``iteration``."""
+        return use * self.num_iterations + iteration
+
+    def _tied_conv(self, x, use, iteration):
+        if self.bank is not None:
+            return self.bank(x, use=self.bank_use(use, iteration))
+        return self.conv_for(iteration)(x)
 
     def norms_for(self, use=0):
         """``(entry_norm, [norm per iteration])`` of call site ``use``."""
@@ -192,7 +234,7 @@ class RecurrentConvBlock(layers.Layer):
             h = None
             for t in range(self.num_iterations):
                 norm = norms[t if self.norm_per_iteration else 0]
-                h = self.conv_for(t)(x0 if h is None else x0 + h)
+                h = self._tied_conv(x0 if h is None else x0 + h, use, t)
                 h = keras.ops.relu(norm(h, training=training))
             return h
 
@@ -211,5 +253,5 @@ class RecurrentConvBlock(layers.Layer):
                       norm=self.norm, norm_per_iteration=self.norm_per_iteration,
                       tied=self.tied, dropout=self.dropout, num_uses=self.num_uses,
                       norm_per_use=self.norm_per_use, recompute=self.recompute,
-                      spatial_dims=self.spatial_dims)
+                      spatial_dims=self.spatial_dims, num_templates=self.num_templates)
         return config

@@ -21,6 +21,9 @@ Tying is always "one layer object, many calls" (never copied weights):
   all levels into its moving mean and variance).
 - ``tie_decoder``: one up-convolution and one block for every decoder level
   (constant width as well).
+- ``num_templates`` (``J >= 1``): soft sharing in place of each block's tied kernel:
+  every use (iteration and call site: with ``tie_levels`` every level) mixes its
+  kernel from the block's one bank of ``J`` templates (:mod:`segtie.nn.template_bank`).
 - ``num_recurrences``: the network is run that many times with the same layers;
   pass ``r`` sees ``[image, probabilities of pass r-1]`` (zeros for the first) and
   a :class:`~segtie.nn.recurrence.ConvGRUCell` carries a hidden state across passes in
@@ -39,6 +42,8 @@ References:
     Ronneberger et al., "U-Net", MICCAI 2015.
     Alom et al., "R2U-Net", arXiv:1802.06955, 2018.
     Wang et al., "Recurrent U-Net for Resource-Constrained Segmentation", ICCV 2019.
+    Savarese & Maire, "Learning Implicitly Recurrent CNNs Through Parameter
+    Sharing", ICLR 2019.
 """
 
 from __future__ import annotations
@@ -65,7 +70,7 @@ def image_channels(in_channels: int, num_classes: int, num_recurrences: int) -> 
 def check_unet_arguments(in_channels, num_classes, base_filters, depth, num_iterations,
                          width_multiplier, num_recurrences, norm, tie_levels, tie_decoder,
                          level_projection, sized_by_budget=False, prefix="", spatial_dims=2,
-                         **_):
+                         num_templates=0, tied=True, **_):
     """Reject impossible combinations: the one home of the tying rules.
 
     Every key is named as ``{prefix}{key}``, so the config's check
@@ -78,8 +83,9 @@ def check_unet_arguments(in_channels, num_classes, base_filters, depth, num_iter
         prefix: str put in front of every key in the messages.
 
     Raises:
-        ValueError: a count < 1, an unknown ``norm``, or tying that the widths forbid;
-            the message names the key, the rule and the value received.
+        ValueError: a count < 1, an unknown ``norm``, tying that the widths forbid, or a
+            bank without ``tied`` or with more templates than a block's uses; the
+            message names the key, the rule and the value received.
     """
     counts = dict(in_channels=in_channels, num_classes=num_classes,
                   base_filters=base_filters, depth=depth, num_iterations=num_iterations,
@@ -105,6 +111,19 @@ def check_unet_arguments(in_channels, num_classes, base_filters, depth, num_iter
             f"0's input to have {width} channels like every other level, received "
             f"{first} (`{prefix}in_channels` = {in_channels}{fed}); set "
             f"`{prefix}level_projection: true` to add a 1x1 projection at the level entry")
+    check_int(prefix + "num_templates", num_templates, 0)
+    if num_templates and not tied:
+        raise ValueError(f"`{prefix}num_templates` = {num_templates} mixes the kernels of "
+                         f"a block's uses from one bank, which replaces the tied kernel: it "
+                         f"needs `{prefix}tied: true`, received `{prefix}tied: false`")
+    sites = [depth if tie_levels else 1] + [depth - 1 if tie_decoder else 1] * (depth > 1)
+    uses = num_iterations * min(sites)  # the uses of the block with the fewest
+    if num_templates > uses:
+        raise ValueError(
+            f"`{prefix}num_templates` must be at most the {uses} kernel uses of the "
+            f"smallest bank (`{prefix}num_iterations` = {num_iterations} per block and "
+            f"level; `{prefix}tie_levels`/`{prefix}tie_decoder` share a block across "
+            f"levels): more templates than uses only add weights, received {num_templates}")
 
 
 def check_batch_norm_sharing(norm, num_iterations, norm_per_iteration, num_recurrences,
@@ -156,7 +175,7 @@ class _Net:
         block = dict(num_iterations=args["num_iterations"], norm=args["norm"],
                      norm_per_iteration=args["norm_per_iteration"], tied=args["tied"],
                      dropout=args["dropout"], recompute=args["recompute"],
-                     spatial_dims=dims)
+                     spatial_dims=dims, num_templates=args["num_templates"])
         inputs = [image_channels(args["in_channels"], args["num_classes"],
                                  args["num_recurrences"])] + widths[:-1]
         self.project = [conv(f, 1, name=f"project_{i}{suffix}")
@@ -216,7 +235,7 @@ def build_unet(in_channels=3, num_classes=1, base_filters=16, depth=4, num_itera
                norm="batch", norm_per_iteration=False, dropout=0.0, tied=True,
                width_multiplier=2, tie_levels=False, tie_decoder=False,
                level_projection=False, norm_per_level=True, num_recurrences=1,
-               recompute=False, tie_recurrences=True, spatial_dims=2,
+               recompute=False, tie_recurrences=True, spatial_dims=2, num_templates=0,
                name="recurrent_unet"):
     """Build the (recurrent, tied) U-Net; see the module docstring for the schemes.
 
@@ -238,6 +257,8 @@ def build_unet(in_channels=3, num_classes=1, base_filters=16, depth=4, num_itera
             reference, one set of layers per pass, names suffixed ``_p<r>``).
         spatial_dims: 2 (default, images) or 3 (volumes): which layers the one
             graph is built from (:mod:`segtie.nn.dims`).
+        num_templates: int, 0 (default: tied kernels) or ``J >= 1``, the template
+            bank of every block (needs ``tied``; at most the uses of any block).
         name: model name.
 
     Returns:
