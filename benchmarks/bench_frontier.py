@@ -2,7 +2,8 @@
 
     SEGTIE_MANUAL_DIR=../shared/data nice -n 19 python benchmarks/bench_frontier.py \
         [--config kvasir_seg] [--budgets 15000 50000 120000 250000 500000] \
-        [--families plain tied tied3 tied_levels bank3 levels_bank] [--set train.epochs=24 ...] \
+        [--families plain tied tied3 tied_levels untied tied_norms bank3 levels_bank] \
+        [--set train.epochs=24 ...] \
         [--out runs/frontier] [--table-only]
 
 Every point is one family at one parameter budget: the recipe (``--config``) with
@@ -15,6 +16,11 @@ width whose weights fit (:mod:`segtie.nn.budget`), and the family's overrides:
 - ``tied_levels``: ``tie_levels`` + ``tie_decoder`` + ``level_projection`` with one
   width at every level (``width_multiplier: 1``): one encoder and one decoder block
   for all levels, so the same budget buys a much wider kernel;
+- ``untied``: ``tied``'s graph with one kernel per use (``model.tied: false``): the
+  same depth and FLOPs, so at a budget it is narrower than ``tied``;
+- ``tied_norms``: ``tied`` with ``norm_per_iteration``: each use of the tied kernel
+  has its own normalisation scale and offset (a per-use affine, FiLM-like, on the
+  normalisation; 2F weights per extra use);
 - ``bank3``: ``num_iterations: 3`` with ``num_templates: 2``: each block's three
   uses mix their kernels from a bank of two templates (Savarese & Maire 2019), the
   point between ``tied3`` (one kernel) and three untied kernels. (A bank of two
@@ -71,6 +77,8 @@ FAMILIES = {
     "tied_levels": ["model.num_iterations=2", "model.tie_levels=true",
                     "model.tie_decoder=true", "model.level_projection=true",
                     "model.width_multiplier=1"],
+    "untied": ["model.num_iterations=2", "model.tied=false"],
+    "tied_norms": ["model.num_iterations=2", "model.norm_per_iteration=true"],
     "bank3": ["model.num_iterations=3", "model.num_templates=2"],
     "levels_bank": ["model.num_iterations=2", "model.tie_levels=true",
                     "model.tie_decoder=true", "model.level_projection=true",
