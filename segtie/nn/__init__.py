@@ -13,9 +13,10 @@
   :class:`InstanceNormalization` and :func:`make_norm`;
 - :mod:`~segtie.nn.dims`: ``spatial_dims`` (2 images, 3 volumes) picks the layer
   classes of the one graph (``Conv2D``/``Conv3D``, pooling, up-convolution);
-- :mod:`~segtie.nn.unet`: the graph of every tying scheme, and the one home of the
-  tying rules (:func:`~segtie.nn.unet.check_unet_arguments`); a new tying scheme
-  goes there;
+- :mod:`~segtie.nn.unet`: the graph of every tying scheme; a new tying scheme goes
+  there, and its rule in :mod:`~segtie.nn.unet_rules`
+  (:func:`~segtie.nn.unet_rules.check_unet_arguments`, the one home of the tying
+  rules);
 - :mod:`~segtie.nn.builder`: the config's model (:func:`build_model`,
   :func:`check_model`);
 - :mod:`~segtie.nn.size`, :mod:`~segtie.nn.budget`, :mod:`~segtie.nn.profile`: the
