@@ -16,12 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
+from segtie.data.nifti import NIFTI_SUFFIXES as VOLUME_SUFFIXES
+from segtie.data.nifti import nifti_stem
 from segtie.inference.options import InferenceOptions
 from segtie.inference.sliding_window import _sliding_window
 
 __all__ = ["VOLUME_SUFFIXES", "is_volume", "predict_nifti", "predict_volume", "volume_stem"]
-
-VOLUME_SUFFIXES = (".nii.gz", ".nii")
 
 
 def is_volume(path) -> bool:
@@ -31,11 +31,7 @@ def is_volume(path) -> bool:
 
 def volume_stem(path) -> str:
     """``case7`` for ``case7.nii.gz`` or ``case7.nii``."""
-    name = Path(path).name
-    for suffix in VOLUME_SUFFIXES:
-        if name.lower().endswith(suffix):
-            return name[:-len(suffix)]
-    return Path(path).stem
+    return nifti_stem(Path(path).name) or Path(path).stem
 
 
 def predict_volume(model, image: np.ndarray, options: InferenceOptions) -> np.ndarray:
