@@ -94,14 +94,14 @@ def test_make_norm_kinds_and_bad_kind():
         make_norm("group", "g")
 
 
-def _instance_pair(channels=5, seed=0):
+def _instance_pair(channels=5, seed=0, spatial_dims=2):
     """Keras' instance norm and segtie's with the same (non-trivial) gamma and beta."""
     rng = np.random.default_rng(seed)
     reference, fused = keras.layers.GroupNormalization(groups=-1), InstanceNormalization()
     weights = [rng.normal(1.0, 0.5, channels).astype("float32"),
                rng.normal(0.0, 0.5, channels).astype("float32")]
     for layer in (reference, fused):
-        layer.build((None, None, None, channels))
+        layer.build((None,) * (1 + spatial_dims) + (channels,))
         layer.set_weights(weights)
     return reference, fused, weights
 
@@ -120,9 +120,12 @@ def test_instance_norm_is_the_formula_and_keras_group_norm():
     np.testing.assert_allclose(fused(x2)[1], fused(x)[1], rtol=1e-6, atol=1e-6)
 
 
-def test_instance_norm_gradients_match_keras():
-    reference, fused, _ = _instance_pair(channels=4, seed=3)
-    x = tf.constant(np.random.default_rng(4).normal(size=(2, 6, 10, 4)), tf.float32)
+@pytest.mark.parametrize("shape", [(2, 6, 10, 4), (2, 5, 6, 7, 4)], ids=["2d", "3d"])
+def test_instance_norm_gradients_match_keras(shape):
+    """The closed-form backward pass against autodiff of Keras' group norm (2-D and 3-D)."""
+    reference, fused, _ = _instance_pair(channels=4, seed=3, spatial_dims=len(shape) - 2)
+    x = tf.constant(np.random.default_rng(4).normal(2.0, 3.0, size=shape), tf.float32)
+    np.testing.assert_allclose(fused(x), reference(x), rtol=1e-5, atol=2e-5)
 
     def gradients(layer):
         with tf.GradientTape() as tape:

@@ -1,4 +1,4 @@
-"""The normalizations of segtie's blocks, on TensorFlow's fused batch-norm kernel.
+"""The normalizations of segtie's blocks: fused batch norm, instance norm with its own gradient.
 
 :func:`make_norm` builds the normalization a config's ``model.norm`` names. The
 batch norm is :class:`FusedBatchNormalization`, a :class:`keras.layers.BatchNormalization`
@@ -16,16 +16,18 @@ moving average; Keras 3 averages the biased one, and so does this layer (it undo
 the correction), so both layers keep identical moving statistics.
 
 The instance norm is :class:`InstanceNormalization`, a
-:class:`keras.layers.GroupNormalization` with one channel per group whose forward
-pass, on TensorFlow, is the same fused kernel applied to the feature map laid out as
-``(1, H, W, N*C)``: one batch-norm channel per (sample, channel) pair, normalised
-over height and width, which is exactly instance norm. Keras' own group norm
-reshapes to 5-D groups and builds moments from a dozen ops whose gradients add
-``Tile``/``Mul``/``Sum`` chains; on the default recipe's model (2 CPU cores) the
-normalization took 25% of a training step's op time that way (see
-``benchmarks/profile_step.py``). Same function up to float round-off (about 1e-6),
-same variables (``gamma``, ``beta``), same config: a checkpoint of either loads
-into the other.
+:class:`keras.layers.GroupNormalization` with one channel per group whose pass, on
+TensorFlow, is :func:`instance_norm`: ``tf.nn.moments`` over the spatial axes, one
+scale and offset per sample and channel, and a closed-form backward pass. Keras' own
+group norm reshapes to 5-D groups and builds moments from a dozen ops whose
+gradients add ``Tile``/``Mul``/``Sum`` chains; on the default recipe's model (2 CPU
+cores) the normalization took 25% of a training step's op time that way (see
+``benchmarks/profile_step.py``). The previous version ran TensorFlow's fused
+batch-norm kernel on the map transposed to ``(1, H, W, N*C)``; its transposes made
+it slower than Keras' own code on an AMD EPYC (``benchmarks/bench_norms.py``), and it
+covered 2-D maps only. Same function up to float round-off (about 1e-6), same
+variables (``gamma``, ``beta``), same config: a checkpoint of either loads into the
+other.
 
 References: Ioffe & Szegedy, "Batch Normalization", ICML 2015; Ulyanov et al.,
 "Instance Normalization: The Missing Ingredient for Fast Stylization", 2016.
@@ -77,51 +79,90 @@ class FusedBatchNormalization(layers.BatchNormalization):
         return tf.cast(y, self.compute_dtype)
 
 
+def instance_norm(x, gamma, beta, epsilon: float):
+    """Instance norm of ``x`` with a hand-written backward pass (TensorFlow backend).
+
+    Args:
+        x: float32 tensor ``(batch, *spatial, channels)``, one or more spatial axes.
+        gamma, beta: float32 tensors ``(channels,)``, the scale and the offset.
+        epsilon: float added to the biased variance.
+
+    Returns:
+        ``y = gamma * (x - mean) / sqrt(variance + epsilon) + beta``, the statistics per
+        sample and channel over the spatial axes; same shape and dtype as ``x``.
+
+    The forward pass folds the statistics and ``gamma``/``beta`` into one scale and one
+    offset per sample and channel (``y = a * x + b``: two element-wise passes where the
+    textbook form takes four). The backward pass is the closed form of the
+    normalisation's gradient (Ioffe & Szegedy, "Batch Normalization", ICML 2015,
+    section 3, with per-sample statistics): with ``x_hat = (x - mean) * rstd``,
+    ``dx = gamma * rstd * (dy - mean(dy) - x_hat * mean(dy * x_hat))``,
+    ``dgamma = sum(dy * x_hat)``, ``dbeta = sum(dy)``, where autodiff of
+    ``tf.nn.moments`` builds ``Tile``/``BroadcastTo`` chains.
+    """
+    import tensorflow as tf  # only on the TensorFlow backend (checked by the caller)
+
+    spatial = list(range(1, len(x.shape) - 1))
+    every_but_channels = [0] + spatial
+
+    @tf.custom_gradient
+    def normalize(x, gamma, beta):
+        mean, variance = tf.nn.moments(x, axes=spatial, keepdims=True)
+        rstd = tf.math.rsqrt(variance + epsilon)
+        scale = rstd * gamma
+        y = x * scale + (beta - mean * scale)
+
+        def backward(dy):
+            x_hat = x * rstd - mean * rstd
+            dy_x_hat = dy * x_hat
+            mean_dy = tf.reduce_mean(dy, axis=spatial, keepdims=True)
+            mean_dy_x_hat = tf.reduce_mean(dy_x_hat, axis=spatial, keepdims=True)
+            dx = scale * (dy - mean_dy - x_hat * mean_dy_x_hat)
+            return (dx, tf.reduce_sum(dy_x_hat, axis=every_but_channels),
+                    tf.reduce_sum(dy, axis=every_but_channels))
+
+        return y, backward
+
+    return normalize(x, gamma, beta)
+
+
 class InstanceNormalization(layers.GroupNormalization):
-    """Instance norm: ``GroupNormalization(groups=-1)`` on TensorFlow's fused kernel.
+    """Instance norm: ``GroupNormalization(groups=-1)`` with a hand-written backward pass.
 
     Each sample and channel of a channels_last ``(batch, height, width, channels)``
-    input is normalised over height and width (biased variance, ``epsilon`` added),
-    then scaled by ``gamma`` and shifted by ``beta`` (one each per channel). On the
-    TensorFlow backend with a 4-D input and ``axis=-1``, the statistics and the
-    normalisation are ``tf.compat.v1.nn.fused_batch_norm(is_training=True)`` on the
-    input transposed to ``(1, H, W, N*C)`` (see the module docstring); any other case
-    is Keras' own code path. There is no training mode difference (no running
+    (or ``(batch, depth, height, width, channels)``) input is normalised over its
+    spatial axes (biased variance, ``epsilon`` added), then scaled by ``gamma`` and
+    shifted by ``beta`` (one each per channel). On the TensorFlow backend with
+    ``axis=-1`` it is :func:`instance_norm` (same function as Keras' group norm up to
+    float round-off, about 1e-6, and a closed-form gradient that agrees with Keras'
+    to about 1e-6); any other case is
+    Keras' own code path. There is no training mode difference (no running
     statistics). Inputs may be float32, float16 or bfloat16 (statistics in float32);
     the output has the layer's compute dtype.
 
     Args:
-        epsilon: float >= 1.001e-5 on the fused path (TensorFlow's minimum), default 1e-3
-            (Keras' group norm default). Other arguments as
-            :class:`keras.layers.GroupNormalization` (``groups`` is always -1).
+        epsilon: float > 0, default 1e-3 (Keras' group norm default). Other
+            arguments as :class:`keras.layers.GroupNormalization` (``groups`` is
+            always -1).
     """
 
     def __init__(self, **kwargs):
         kwargs["groups"] = -1
         super().__init__(**kwargs)
 
-    def _fused(self, inputs) -> bool:
-        return (keras.backend.backend() == "tensorflow" and len(inputs.shape) == 4
-                and self.axis in (-1, 3) and self.epsilon >= 1.001e-5)
+    def _own_path(self, inputs) -> bool:
+        return (keras.backend.backend() == "tensorflow" and len(inputs.shape) in (4, 5)
+                and self.axis in (-1, len(inputs.shape) - 1))
 
     def call(self, inputs):
-        if not self._fused(inputs):
+        if not self._own_path(inputs):
             return super().call(inputs)
         import tensorflow as tf  # only on the TensorFlow backend (checked above)
 
-        x = inputs if inputs.dtype in (tf.float16, tf.bfloat16) else tf.cast(inputs, "float32")
-        shape = tf.shape(x)
-        n, h, w, c = shape[0], shape[1], shape[2], shape[3]
-        channels_first = tf.reshape(tf.transpose(x, [1, 2, 0, 3]), tf.stack([1, h, w, n * c]))
-        ones = tf.ones(tf.reshape(n * c, [1]), "float32")
-        y, _, _ = tf.compat.v1.nn.fused_batch_norm(channels_first, ones, tf.zeros_like(ones),
-                                                   epsilon=self.epsilon, is_training=True)
-        y = tf.transpose(tf.reshape(y, tf.stack([h, w, n, c])), [2, 0, 1, 3])
-        y = tf.ensure_shape(y, inputs.shape)
-        if self.scale:
-            y = y * tf.cast(self.gamma, y.dtype)
-        if self.center:
-            y = y + tf.cast(self.beta, y.dtype)
+        channels = inputs.shape[-1]
+        gamma = tf.cast(self.gamma, "float32") if self.scale else tf.ones([channels])
+        beta = tf.cast(self.beta, "float32") if self.center else tf.zeros([channels])
+        y = instance_norm(tf.cast(inputs, "float32"), gamma, beta, self.epsilon)
         return tf.cast(y, self.compute_dtype)
 
 
