@@ -1,4 +1,4 @@
-"""The shared filter basis: the layer, its tying proof, the U-Net option, save, export, budget.
+"""The shared filter basis layer and a block that uses it (the U-Net: test_filter_basis_unet).
 
 The tying proof compares the layer with an independent reference built explicitly:
 an *untied copy* in which every use ``u`` has its own ``tf.Variable`` copy ``B^(u)``
@@ -9,19 +9,13 @@ gradients, ``dL/dB = sum_u dL/dB^(u)`` (the per-use ``unique`` and ``coefficient
 have the per-use gradients, the shared bias the sum).
 """
 
-import json
-
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 from harness import run_layer_test
 
-from segtie import config as cfg
-from segtie.cli.common import load_config
-from segtie.nn import FilterBasis, build_model, build_unet, parameter_count, profile
-from segtie.nn import unet_arguments
-from segtie.nn.describe import scheme_name
+from segtie.nn import FilterBasis, RecurrentConvBlock
 
 RTOL, ATOL = 1e-4, 1e-5
 RNG = np.random.default_rng(0)
@@ -148,3 +142,30 @@ def test_a_use_outside_the_basis_is_refused():
     layer = FilterBasis(F, basis_size=2, num_uses=2)
     with pytest.raises(ValueError, match=r"`use` must be an integer in \[0, 2\), received 2"):
         layer(X, use=2)
+
+
+def test_a_block_with_a_basis_shares_it_across_sites_and_iterations(tmp_path):
+    kwargs = dict(filters=F, num_iterations=2, norm="instance", num_uses=2, basis_size=2,
+                  basis_unique=1)
+    # entry conv (2) + entry norm (2) + one shared norm (2) + basis, unique, mix, bias (4)
+    block = run_layer_test(RecurrentConvBlock, kwargs, X, X.shape[:-1] + (F,), tmp_path,
+                           call_kwargs=[{"use": 0}, {"use": 1}], expected_num_variables=10,
+                           expected_num_trainable=10)
+    assert block.basis.num_uses == 4 and block.bank_use(1, 1) == 3  # 2 sites x 2 iterations
+    k, c, s, r, uses = 9, X.shape[-1], 2, 1, 4
+    entry, norms = k * c * F + F, 2 * (2 * F)
+    basis = k * F * s + uses * (k * F * r + (s + r) * F) + F
+    assert block.count_params() == entry + norms + basis
+    with pytest.raises(ValueError, match=r"filter basis .* `block.basis`"):
+        block.conv_for(0)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(basis_size=2, tied=False), r"`basis_size` >= 1 .* needs `tied=True`"),
+    (dict(basis_size=2, num_templates=2), r"`basis_size` >= 1 .* `num_templates=0`"),
+    (dict(basis_unique=1), r"`basis_unique` = 1 .* needs `basis_size` >= 1"),
+    (dict(basis_size=-1), r"`basis_size` must be an integer >= 0, received -1"),
+])
+def test_bad_block_arguments_name_the_key(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        RecurrentConvBlock(F, **kwargs)
