@@ -16,6 +16,7 @@ import json
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from tying import RTOL, ATOL, _loss_and_grads, bank_copies, copy_weights
 
 from segtie import config as cfg
@@ -206,3 +207,44 @@ def test_the_scheme_is_named_and_described():
     text = describe_scheme(LEVELS_BASIS)
     assert "shared basis of 2 filters (basis_size: 2)" in text
     assert "and 1 filters of its own (basis_unique: 1)" in text
+
+
+EXPORT = dict(LEVELS_BASIS, base_filters=8, basis_size=3, norm="instance")
+
+
+@pytest.mark.slow  # a SavedModel and three LiteRT conversions (15 s here), as test_export_tying
+def test_the_export_keeps_one_shared_basis(tmp_path):
+    """SavedModel: one basis variable per block, the same logits. LiteRT: unlike a
+    bank, the basis is not folded: one stored basis filter read by every use, a 1x1
+    filter and an own filter per use, and the file's bytes are the parameters'."""
+    from segtie.export import (BYTES_PER_WEIGHT, VARIANTS, PixelServing,
+                               basis_filter_count, conv_kernel_count, convert_litert,
+                               read_weights)
+
+    keras.utils.set_random_seed(0)
+    # SavedModel: per-level blocks (a tie_levels model's per-level norms are not
+    # tracked by tf.saved_model, with or without a basis: a separate, older issue).
+    per_block = build_unet(**dict(EXPORT, tie_levels=False, tie_decoder=False,
+                                  width_multiplier=2))
+    image = np.random.default_rng(0).random((1, 32, 32, 3), dtype=np.float32)
+    module = PixelServing(per_block, [32, 32], 0.5)
+    path = str(tmp_path / "saved_model")
+    tf.saved_model.save(module, path, signatures=module.signatures())
+    loaded = tf.saved_model.load(path)
+    captured = loaded.signatures["logits"].variables  # what the served function reads
+    assert sum(v.name.endswith("filter_basis/basis:0") for v in captured) == 5
+    assert sum(int(np.prod(v.shape)) for v in captured) == per_block.count_params()
+    np.testing.assert_allclose(loaded.signatures["logits"](image=image)["logits"],
+                               per_block(image, training=False), rtol=1e-5, atol=1e-6)
+
+    model = build_unet(**EXPORT)
+    kernels, based = conv_kernel_count(model), basis_filter_count(model)
+    assert based == (1 + 6 + 6) + (1 + 4 + 4)  # encoder 3 levels x 2, decoder 2 x 2
+    images = np.random.default_rng(1).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+    for variant in VARIANTS:
+        weights = read_weights(convert_litert(model, [32, 32], variant, images))
+        assert weights.num_filter_buffers == kernels + based, (variant, weights.filter_uses)
+        bases = [b for b, (shape, _, _) in weights.filters.items() if shape == (3, 3, 3, 8)]
+        assert sorted(weights.filter_uses[b] for b in bases) == [4, 6]  # read by every use
+        expected = model.count_params() * BYTES_PER_WEIGHT[variant]
+        assert 0.9 * expected <= weights.constant_bytes <= 1.1 * expected, variant
