@@ -15,14 +15,16 @@ From the record:
   also mixes its kernel: ``J k_h k_w C_in C_out`` more; ``H_in W_in k_h k_w C_in C_out``
   for ``Conv2DTranspose``; a filter basis's use, with ``b = s + r`` basis filters:
   ``H W b (k_h k_w C_in + C_out)`` when factored, else its composite kernel's
-  ``H W k_h k_w C_in C_out`` plus ``b k_h k_w C_in C_out`` to form it); additions of biases, normalization, activations and
-  pooling are not counted, as in most FLOP tables;
+  ``H W k_h k_w C_in C_out`` plus ``b k_h k_w C_in C_out`` to form it); additions of
+  biases, normalization, activations and pooling are not counted, as in most FLOP
+  tables;
 - activation elements per image: the sum of the outputs of every leaf use (what
   backpropagation keeps). Element-wise operations inside a layer's ``call`` (the
   ReLU and additions of a block, the ``s + r`` maps inside a factored filter
-  basis) are not layers and are not counted, so this is an estimate. For a block with ``recompute=True`` only its output is kept, and its
-  internals are needed again one block at a time in the backward pass: the
-  estimate counts the block's output plus the largest recomputed block's internals.
+  basis) are not layers and are not counted, so this is an estimate. For a block with
+  ``recompute=True`` only its output is kept, and its internals are needed again one
+  block at a time in the backward pass: the estimate counts the block's output plus
+  the largest recomputed block's internals.
 """
 
 from __future__ import annotations
