@@ -2,7 +2,7 @@
 
     SEGTIE_MANUAL_DIR=../shared/data nice -n 19 python benchmarks/bench_frontier.py \
         [--config kvasir_seg] [--budgets 15000 50000 120000 250000 500000] \
-        [--families plain tied tied3 tied_levels untied tied_norms bank3 levels_bank] \
+        [--families plain tied tied3 tied_levels untied tied_norms bank3 levels_bank basis] \
         [--set train.epochs=24 ...] \
         [--out runs/frontier] [--table-only]
 
@@ -31,6 +31,16 @@ width whose weights fit (:mod:`segtie.nn.budget`), and the family's overrides:
   Savarese's setting (a bank shared by the layers of a stage); at a budget it is
   narrower than ``tied_levels`` (three kernels' weights instead of one) but every
   level and iteration gets its own kernel.
+- ``basis``: ``tied_levels`` with a shared filter basis (Kang et al. 2020):
+  ``basis_ratio: 0.25``, ``basis_unique: 1``: every use (level and iteration) mixes
+  the encoder's (decoder's) one basis of a quarter of the width plus one filter of
+  its own with its own 1x1 coefficients. A ratio, not a fixed ``basis_size``,
+  because the budget picks the width: the basis stays a quarter of it at every
+  budget (kvasir_seg, depth 4: widths 17, 33, 53, 77, 110 and bases of 4, 8, 13,
+  19, 28 at the five budgets, against tied_levels' 17, 31, 49, 71, 100). Like
+  ``levels_bank`` every use gets its own kernel, but the basis's weights are linear
+  in the width, so it is wider than ``tied_levels``, and it keeps its tying in
+  LiteRT files.
 
 Every point is trained the same way (the recipe's pipeline, loss, optimizer,
 schedule, seed, image size and epochs; ``train.max_minutes`` off) by
@@ -83,6 +93,9 @@ FAMILIES = {
     "levels_bank": ["model.num_iterations=2", "model.tie_levels=true",
                     "model.tie_decoder=true", "model.level_projection=true",
                     "model.width_multiplier=1", "model.num_templates=3"],
+    "basis": ["model.num_iterations=2", "model.tie_levels=true", "model.tie_decoder=true",
+              "model.level_projection=true", "model.width_multiplier=1",
+              "model.basis_ratio=0.25", "model.basis_unique=1"],
 }
 BUDGETS = (15_000, 50_000, 120_000, 250_000, 500_000)
 POINT_TAG = "segtie.frontier_point"

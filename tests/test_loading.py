@@ -58,6 +58,9 @@ SCHEMES = {  # name: (model keys, data keys, train keys)
                        "width_multiplier": 1, "level_projection": True}, {}, {}),
     "num_templates, mixed_bfloat16": ({"num_templates": 2}, {},
                                       {"precision": "mixed_bfloat16"}),
+    "basis_size": ({"basis_size": 2, "basis_unique": 1, "tie_levels": True, "tie_decoder": True,
+                    "width_multiplier": 1, "level_projection": True}, {}, {}),
+    "basis_ratio, mixed_bfloat16": ({"basis_ratio": 0.5}, {}, {"precision": "mixed_bfloat16"}),
     "3-D": ({"spatial_dims": 3, "in_channels": 1, "num_classes": 3, "num_recurrences": 2,
              "tie_levels": True, "width_multiplier": 1, "level_projection": True},
             {"name": "hippocampus", "skip_invalid": True, "image_size": [SIZE] * 3}, {}),
@@ -249,3 +252,6 @@ def test_the_schemes_differ_where_they_should(fresh):
     # One bank for every level: one templates variable, shared.
     assert "encoder" in layout["num_templates"]["policies"]
     assert layout["num_templates, mixed_bfloat16"]["policies"]["encoder_0"] == "mixed_bfloat16"
+    # One filter basis for every level (Kang's setting); a ratio gives each block its own.
+    assert "encoder" in layout["basis_size"]["policies"]
+    assert layout["basis_ratio, mixed_bfloat16"]["policies"]["encoder_1"] == "mixed_bfloat16"

@@ -14,14 +14,16 @@ Then, with the untied layers starting from the tied weights:
   what the tied model computes, so every use sees the updated kernel.
 
 A template-bank model (``num_templates``) is checked against the untied model whose
-every per-use kernel is set to that use's mixed kernel (:func:`assert_bank_is_real`).
+every per-use kernel is set to that use's mixed kernel (:func:`assert_bank_is_real`);
+a filter-basis model (``basis_size``) pairs its uses the same way
+(:func:`bank_copies`; the checks are in ``test_filter_basis.py``).
 """
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from segtie.nn import TemplateBank, profile
+from segtie.nn import FilterBasis, TemplateBank, profile
 from segtie.nn.dims import CONV_CLASSES
 
 RTOL, ATOL = 1e-4, 1e-5
@@ -98,7 +100,7 @@ def assert_tying_is_real(tied, untied, image_size, channels=3, lr=0.1, seed=0):
 
 
 def bank_copies(banked, untied, image_size):
-    """Pair a template-bank model's uses with the untied model's layers.
+    """Pair a template-bank (or filter-basis) model's uses with the untied model's layers.
 
     Returns ``(table, banks)``: ``table`` as :func:`copies_of` for every layer but
     the banks; ``banks`` ``{id(bank): (bank, {use: [untied convolutions]})}``, the
@@ -110,7 +112,7 @@ def bank_copies(banked, untied, image_size):
     table, banks = {}, {}
     for b, u in zip(uses_b, uses_u):
         assert b.output_shape == u.output_shape
-        if isinstance(b.layer, TemplateBank):
+        if isinstance(b.layer, (TemplateBank, FilterBasis)):
             assert isinstance(u.layer, CONV_CLASSES)
             convs = banks.setdefault(id(b.layer), (b.layer, {}))[1].setdefault(b.use, [])
         else:

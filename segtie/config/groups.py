@@ -46,6 +46,11 @@ class ModelConfig:
     ``tie_decoder``) mixes its own kernel from the block's one bank of ``J``
     templates, a dial from tied (``J = 1``, plus a scale per use) to untied (``J`` =
     the uses); it needs ``tied: true`` and at most as many templates as uses.
+    ``basis_size: s`` (0 = off) replaces it by a shared filter basis instead (Kang et
+    al. 2020): every use mixes the ``s`` filters of its block's one basis, plus
+    ``basis_unique`` filters of its own, with its own 1x1 coefficients;
+    ``basis_ratio`` sizes the basis as that fraction of each block's width instead
+    (so it follows the width a budget picks). It needs ``tied: true`` and no bank.
     """
 
     in_channels: int = _field(3, low=1)
@@ -69,6 +74,9 @@ class ModelConfig:
     memory_budget_mb: Optional[float] = _field(None, low=0.0)
     spatial_dims: int = _field(2, choices=(2, 3))  # 3: volumes, Conv3D (segtie.nn.dims)
     num_templates: int = _field(0, low=0)  # >= 1: a bank of this many templates per block
+    basis_size: int = _field(0, low=0)  # >= 1: a shared filter basis of this many filters
+    basis_unique: int = _field(0, low=0)  # per-use basis filters added to the shared ones
+    basis_ratio: float = _field(0.0, low=0.0)  # > 0: basis_size = this x the block's width
 
 
 @dataclasses.dataclass(frozen=True)

@@ -49,11 +49,12 @@ from segtie.export.calibration import representative_images
 from segtie.export.flatbuffer import FlatbufferWeights, read_weights
 from segtie.export.litert import BYTES_PER_WEIGHT, VARIANTS, convert_litert
 from segtie.export.pixels import PixelServing, activation_name, pixel_model
-from segtie.export.run import (ExportResult, bank_use_count, conv_kernel_count, export_model,
-                               litert_file_name, litert_input_size)
+from segtie.export.run import (ExportResult, bank_use_count, basis_filter_count,
+                               conv_kernel_count, export_model, litert_file_name,
+                               litert_input_size)
 from segtie.export.runtime import LiteRTModel, SavedModelModel, is_saved_model
 
 __all__ = ["BYTES_PER_WEIGHT", "ExportResult", "FlatbufferWeights", "LiteRTModel",
            "PixelServing", "SavedModelModel", "VARIANTS", "activation_name", "bank_use_count",
-           "conv_kernel_count", "convert_litert", "export_model", "is_saved_model",
+           "basis_filter_count", "conv_kernel_count", "convert_litert", "export_model", "is_saved_model",
            "litert_file_name", "litert_input_size", "pixel_model", "read_weights", "representative_images"]

@@ -15,8 +15,11 @@ After each conversion the flatbuffer is read back
 stored filter per Keras kernel (a tied kernel once) is expected, plus one per use of
 a template bank (``model.num_templates``: the converter constant-folds each use's
 mixed kernel ``sum_j alpha[u, j] T_j`` into a filter of its own, so on the device a
-bank costs the bytes of the untied kernels); more is logged as a warning naming
-both counts. The files are logged as artifacts (``litert/``,
+bank costs the bytes of the untied kernels), and for a filter basis
+(``model.basis_size``, factored) its one shared basis filter plus, per use, its 1x1
+coefficients and its own filters (``basis_unique``): the basis keeps its tying on
+the device, the file's bytes are its parameters'. More is logged as a warning
+naming both counts. The files are logged as artifacts (``litert/``,
 ``saved_model/``) of an MLflow run tagged ``segtie.kind = export`` and
 ``segtie.train_run_id``.
 """
@@ -32,6 +35,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from segtie import config as cfg
@@ -39,10 +43,11 @@ from segtie.export.calibration import representative_images
 from segtie.export.flatbuffer import FlatbufferWeights, read_weights
 from segtie.export.litert import BYTES_PER_WEIGHT, VARIANTS, convert_litert
 from segtie.export.pixels import PixelServing, activation_name
+from segtie.nn.filter_basis import factored_is_cheaper
 from segtie.tracking import Tracker
 
-__all__ = ["ExportResult", "bank_use_count", "conv_kernel_count", "export_model", "litert_file_name",
-           "litert_input_size"]
+__all__ = ["ExportResult", "bank_use_count", "basis_filter_count", "conv_kernel_count",
+           "export_model", "litert_file_name", "litert_input_size"]
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +94,29 @@ def bank_use_count(model: keras.Model) -> int:
     """Uses of the template banks of a Keras model: the filters LiteRT folds them into."""
     return sum(int(v.shape[0]) for v in model.weights
                if v.path.endswith("template_bank/coefficients"))
+
+
+def basis_filter_count(model: keras.Model) -> int:
+    """Filters LiteRT stores for the filter bases of a Keras model (the builder's, which
+    take the cheaper way: :func:`~segtie.nn.filter_basis.factored_is_cheaper`).
+
+    A factored basis of ``U`` uses: its shared basis once, a 1x1 coefficient filter
+    per use and, with ``basis_unique``, a filter of the use's own: ``1 + U (+ U)``.
+    A composed one is folded like a bank: one composite filter per use, ``U``.
+    """
+    weights = {v.path: v for v in model.weights}
+    total = 0
+    for path, mix in weights.items():
+        if not path.endswith("filter_basis/coefficients"):
+            continue
+        uses, width, filters = (int(d) for d in mix.shape)
+        *kernel, c_in, _ = (int(d) for d in weights[path[:-len("coefficients")] + "basis"].shape)
+        unique = path[:-len("coefficients")] + "unique" in weights
+        if factored_is_cheaper(int(np.prod(kernel)), c_in, width, filters):
+            total += 1 + uses + (uses if unique else 0)
+        else:
+            total += uses
+    return total
 
 
 def _prepare_dir(out_dir: Path, overwrite: bool) -> None:
@@ -173,7 +201,8 @@ def export_model(model: keras.Model, config: cfg.Config, out_dir, *,
         tf.saved_model.save(module, str(files["saved_model"]), signatures=module.signatures())
     images = (representative_images(config.data, calibration_images, window=size)
               if "int8" in variants else None)
-    kernels, banked = conv_kernel_count(model), bank_use_count(model)
+    kernels, banked, based = (conv_kernel_count(model), bank_use_count(model),
+                              basis_filter_count(model))
     if banked:
         logger.info("The template banks' %d uses are folded into one filter each: LiteRT "
                     "stores the untied kernels, not the bank", banked)
@@ -183,7 +212,7 @@ def export_model(model: keras.Model, config: cfg.Config, out_dir, *,
         path = out_dir / litert_file_name(variant, io)
         path.write_bytes(data)
         files[variant], weights[variant] = path, read_weights(data)
-        _check_tying(weights[variant], kernels + banked, path.name)
+        _check_tying(weights[variant], kernels + banked + based, path.name)
     info = _info(model, config, files, weights, kernels, source, train_run_id, images, int8_io)
     (out_dir / "export.json").write_text(json.dumps(info, indent=2))
     run_id = _track(config, out_dir, files, info) if track else None

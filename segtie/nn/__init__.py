@@ -7,6 +7,8 @@
 - :mod:`~segtie.nn.recurrent_conv_block`: :class:`RecurrentConvBlock`, the tied block;
 - :mod:`~segtie.nn.template_bank`: :class:`TemplateBank`, soft sharing: each use's
   kernel mixed from a shared bank of templates (``num_templates``);
+- :mod:`~segtie.nn.filter_basis`: :class:`FilterBasis`, a filter basis shared by
+  every use, mixed by each use's own 1x1 coefficients (``basis_size``);
 - :mod:`~segtie.nn.recurrence`: :class:`ConvGRUCell` and :class:`ZeroState`, the
   bottleneck state of ``num_recurrences > 1``;
 - :mod:`~segtie.nn.norms`: :class:`FusedBatchNormalization`,
@@ -30,6 +32,7 @@ plain values.
 from segtie.nn.builder import build_model, check_model, unet_arguments
 from segtie.nn.deep_supervision import (DeepSupervisionModel, build_training_model,
                                         recurrence_weights)
+from segtie.nn.filter_basis import FilterBasis
 from segtie.nn.norms import NORMS, FusedBatchNormalization, InstanceNormalization, make_norm
 from segtie.nn.recurrence import ConvGRUCell, ZeroState
 from segtie.nn.recurrent_conv_block import RecurrentConvBlock
@@ -37,7 +40,8 @@ from segtie.nn.size import parameter_count
 from segtie.nn.template_bank import TemplateBank
 from segtie.nn.unet import base_width, build_unet
 
-__all__ = ["NORMS", "ConvGRUCell", "DeepSupervisionModel", "FusedBatchNormalization",
+__all__ = ["NORMS", "ConvGRUCell", "DeepSupervisionModel", "FilterBasis",
+           "FusedBatchNormalization",
            "InstanceNormalization", "RecurrentConvBlock", "TemplateBank", "ZeroState",
            "base_width", "build_model", "build_training_model", "build_unet", "check_model", "make_norm", "parameter_count", "recurrence_weights",
            "unet_arguments"]

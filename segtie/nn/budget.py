@@ -6,7 +6,12 @@ weights with the formula of :mod:`segtie.nn.size` and activations by tracing the
 models of widths 1 and 2 at the real image size (:mod:`segtie.nn.profile`) and
 extending the line, so no wide model is built to find out that it is too wide. The
 memory figure is :func:`segtie.nn.profile.training_memory_bytes` with Adam's two
-slots; one megabyte is ``2**20`` bytes.
+slots; one megabyte is ``2**20`` bytes. A filter basis sized by ``basis_ratio`` is
+resolved at every candidate width by the formula itself
+(:func:`~segtie.nn.unet_rules.basis_filters`), so it stays that fraction of the width
+the search picks; a fixed ``basis_size`` stays fixed (its rule, at most ``3 ** d`` x
+the width filters, is then checked by :func:`~segtie.nn.unet.build_unet` at the
+chosen width).
 """
 
 from __future__ import annotations

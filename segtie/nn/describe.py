@@ -23,8 +23,10 @@ def scheme_name(args: dict) -> str:
 
     ``plain`` (a U-Net: one use per kernel, nothing tied), else ``+``-joined parts:
     ``iter<n>`` (``num_iterations > 1``), ``levels``, ``decoder``, ``rec<R>``
-    (``num_recurrences > 1``), ``bank<J>`` (``num_templates``); e.g. ``iter2``,
-    ``iter3+levels+decoder``, ``iter2+levels+decoder+bank3``.
+    (``num_recurrences > 1``), ``bank<J>`` (``num_templates``), ``basis<s>``
+    (``basis_size``; ``basis<ratio>F`` for ``basis_ratio``, with ``u<r>`` appended for
+    ``basis_unique``); e.g. ``iter2``, ``iter3+levels+decoder``,
+    ``iter2+levels+decoder+bank3``, ``iter2+levels+decoder+basis0.25Fu2``.
     """
     parts = [f"iter{args['num_iterations']}"] if args["num_iterations"] > 1 else []
     parts += [name for name, key in (("levels", "tie_levels"), ("decoder", "tie_decoder"))
@@ -33,6 +35,10 @@ def scheme_name(args: dict) -> str:
         parts.append(f"rec{args['num_recurrences']}")
     if args.get("num_templates", 0):
         parts.append(f"bank{args['num_templates']}")
+    if args.get("basis_size", 0) or args.get("basis_ratio", 0):
+        size = args.get("basis_size", 0) or f"{args['basis_ratio']:g}F"
+        unique = args.get("basis_unique", 0)
+        parts.append(f"basis{size}" + (f"u{unique}" if unique else ""))
     return "+".join(parts) or "plain"
 
 
@@ -52,6 +58,16 @@ def describe_scheme(args: dict) -> str:
     if templates:
         text += (f"; every use mixes its own kernel from its block's bank of {templates} "
                  f"shared templates (num_templates: {templates}, soft sharing)")
+    if args.get("basis_size", 0) or args.get("basis_ratio", 0):
+        size = (f"{args['basis_size']} filters (basis_size: {args['basis_size']})"
+                if args.get("basis_size", 0) else
+                f"{args['basis_ratio']:g} x its width filters (basis_ratio: "
+                f"{args['basis_ratio']:g})")
+        unique = args.get("basis_unique", 0)
+        text += (f"; every use mixes, with its own 1x1 coefficients, its block's one shared "
+                 f"basis of {size}" + (f" and {unique} filters of its own (basis_unique: "
+                                       f"{unique})" if unique else "")
+                 + ", Kang et al.'s shared filter basis")
     recurrences = args.get("num_recurrences", 1)
     if recurrences > 1:
         text += (f"; the whole network runs {recurrences} passes with the same weights "

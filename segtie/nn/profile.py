@@ -7,18 +7,24 @@ From the record:
 - effective parameters: the weights of every *use* of every leaf layer (a layer
   with no nested calls), i.e. the parameter count of the untied network that does
   the same computation (a use of a :class:`~segtie.nn.template_bank.TemplateBank`
-  counts the kernel and bias it convolves with, ``k_h k_w C_in C_out + C_out``);
+  counts the kernel and bias it convolves with, ``k_h k_w C_in C_out + C_out``, and
+  so does a use of a :class:`~segtie.nn.filter_basis.FilterBasis`: its composite
+  kernel);
 - FLOPs: ``2 x`` the multiply-accumulates of every convolution use
   (``H_out W_out k_h k_w C_in C_out`` for ``Conv2D`` and a template bank's use, which
   also mixes its kernel: ``J k_h k_w C_in C_out`` more; ``H_in W_in k_h k_w C_in C_out``
-  for ``Conv2DTranspose``); additions of biases, normalization, activations and
-  pooling are not counted, as in most FLOP tables;
+  for ``Conv2DTranspose``; a filter basis's use, with ``b = s + r`` basis filters:
+  ``H W b (k_h k_w C_in + C_out)`` when factored, else its composite kernel's
+  ``H W k_h k_w C_in C_out`` plus ``b k_h k_w C_in C_out`` to form it); additions of
+  biases, normalization, activations and pooling are not counted, as in most FLOP
+  tables;
 - activation elements per image: the sum of the outputs of every leaf use (what
   backpropagation keeps). Element-wise operations inside a layer's ``call`` (the
-  ReLU and additions of a block) are not layers and are not counted, so this is an
-  estimate. For a block with ``recompute=True`` only its output is kept, and its
-  internals are needed again one block at a time in the backward pass: the
-  estimate counts the block's output plus the largest recomputed block's internals.
+  ReLU and additions of a block, the ``s + r`` maps inside a factored filter
+  basis) are not layers and are not counted, so this is an estimate. For a block with
+  ``recompute=True`` only its output is kept, and its internals are needed again one
+  block at a time in the backward pass: the estimate counts the block's output plus
+  the largest recomputed block's internals.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import keras
 import numpy as np
 
 from segtie.nn.dims import CONV_CLASSES, UP_CLASSES
+from segtie.nn.filter_basis import FilterBasis
 from segtie.nn.recurrent_conv_block import RecurrentConvBlock
 from segtie.nn.template_bank import TemplateBank
 
@@ -106,7 +113,7 @@ def _weights(layer) -> int:
 
 def _use_weights(layer) -> int:
     """The weights one use of ``layer`` computes with (a bank's use: its mixed kernel)."""
-    if isinstance(layer, TemplateBank):
+    if isinstance(layer, (TemplateBank, FilterBasis)):
         return math.prod(layer.kernel_shape) + (layer.filters if layer.use_bias else 0)
     return _weights(layer)
 
@@ -125,6 +132,9 @@ def conv_macs(uses: list) -> int:
             kernel = math.prod(layer.kernel_shape)
             total += (math.prod(u.output_shape[1:-1]) + layer.num_templates) * kernel
             continue
+        if isinstance(layer, FilterBasis):
+            total += _basis_macs(layer, math.prod(u.output_shape[1:-1]))
+            continue
         if isinstance(layer, UP_CLASSES):
             spatial = math.prod(u.input_shape[1:-1])
         elif isinstance(layer, CONV_CLASSES):
@@ -134,6 +144,15 @@ def conv_macs(uses: list) -> int:
         kernel = math.prod(layer.kernel.shape)  # k_h k_w [k_d] C_in C_out
         total += spatial * kernel // getattr(layer, "groups", 1)
     return total
+
+
+def _basis_macs(layer: FilterBasis, spatial: int) -> int:
+    """MACs of one use of a filter basis at ``spatial`` output positions."""
+    *kernel, c_in, filters = layer.kernel_shape
+    fan_in, basis = math.prod(kernel) * c_in, layer.basis_size + layer.unique_size
+    if layer.runs_factored:
+        return spatial * basis * (fan_in + filters)
+    return (spatial + basis) * fan_in * filters
 
 
 def _recomputed_block(uses: list, index: int) -> int:

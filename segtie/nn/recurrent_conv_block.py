@@ -14,7 +14,11 @@ stores it once. No weights are copied and no ``.kernel`` attribute is reassigned
 With ``num_templates = J >= 1`` the tied kernel is replaced by soft sharing: every
 (call site, iteration) use convolves with its own mixture of one bank of ``J``
 templates (:class:`~segtie.nn.template_bank.TemplateBank`, Savarese & Maire 2019),
-one layer object called at every use like the tied convolution.
+one layer object called at every use like the tied convolution. With
+``basis_size = s >= 1`` it is replaced by a shared filter basis instead
+(:class:`~segtie.nn.filter_basis.FilterBasis`, Kang et al. 2020): every use mixes
+the ``s`` filters of the block's one basis (and ``basis_unique`` of its own) with
+its own 1x1 coefficients.
 
 References:
     Alom et al., "Recurrent Residual Convolutional Neural Network based on U-Net
@@ -23,6 +27,8 @@ References:
     CVPR 2015 (the recurrent convolutional layer).
     Savarese & Maire, "Learning Implicitly Recurrent CNNs Through Parameter
     Sharing", ICLR 2019 (the template bank of ``num_templates``).
+    Kang, Kim & Lee, "Learning Deeply Shared Filter Bases for Efficient ConvNets",
+    NeurIPS 2020 (the filter basis of ``basis_size``).
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from keras import layers, ops
 
 from segtie.nn.checks import check_int
 from segtie.nn.dims import check_spatial_dims, layer_class
+from segtie.nn.filter_basis import FilterBasis
 from segtie.nn.norms import NORMS, make_norm
 from segtie.nn.template_bank import TemplateBank
 
@@ -77,6 +84,8 @@ class RecurrentConvBlock(layers.Layer):
                4F * num_iterations            (norm_per_iteration=True)
         untied (tied=False): (k*F*F + F) * num_iterations
         bank (num_templates=J): J*k*F*F + num_uses*num_iterations*J + F   (replaces tied)
+        basis (basis_size=s, basis_unique=r), V = num_uses*num_iterations:
+               k*F*s + V*(k*F*r + (s + r)*F) + F                         (replaces tied)
         norm_per_use=True: every norm above (entry and per-iteration) times num_uses
 
     Args:
@@ -102,6 +111,12 @@ class RecurrentConvBlock(layers.Layer):
             templates with ``num_uses * num_iterations`` uses: site ``s``, iteration
             ``t`` is use ``s * num_iterations + t``, with its own coefficients.
             Needs ``tied=True``.
+        basis_size: int >= 0, default 0. ``s >= 1`` replaces the tied kernel by a
+            :class:`~segtie.nn.filter_basis.FilterBasis` of ``s`` shared filters with
+            ``num_uses * num_iterations`` uses, indexed as the bank's
+            (:meth:`bank_use`). Needs ``tied=True`` and ``num_templates=0``.
+        basis_unique: int >= 0, default 0: basis filters of each use's own (needs
+            ``basis_size >= 1``).
         norm_per_use: bool, give every call site its own normalizations (default
             False: all call sites share them). Convolutions are shared either way.
             Adds ``(num_uses - 1)`` times the norms above.
@@ -125,12 +140,13 @@ class RecurrentConvBlock(layers.Layer):
     Raises:
         ValueError: ``filters``, ``num_iterations`` or ``num_uses`` < 1, unknown
             ``norm``, ``spatial_dims`` not 2 or 3, a ``use`` outside ``[0, num_uses)``,
-            ``num_templates`` < 0 or >= 1 with ``tied=False``.
+            ``num_templates`` < 0 or >= 1 with ``tied=False``, a basis with
+            ``tied=False`` or a bank, ``basis_unique`` without ``basis_size``.
     """
 
     def __init__(self, filters, num_iterations=2, norm="batch", norm_per_iteration=False,
                  tied=True, dropout=0.0, num_uses=1, norm_per_use=False, recompute=False,
-                 spatial_dims=2, num_templates=0, **kwargs):
+                 spatial_dims=2, num_templates=0, basis_size=0, basis_unique=0, **kwargs):
         super().__init__(**kwargs)
         check_int("filters", filters, 1)
         check_int("num_iterations", num_iterations, 1)
@@ -141,6 +157,16 @@ class RecurrentConvBlock(layers.Layer):
             raise ValueError(f"`num_templates` >= 1 replaces the tied kernel by a template "
                              f"bank and needs `tied=True`, received num_templates="
                              f"{num_templates} with tied={tied!r}")
+        check_int("basis_size", basis_size, 0)
+        check_int("basis_unique", basis_unique, 0)
+        if basis_unique and not basis_size:
+            raise ValueError(f"`basis_unique` = {basis_unique} adds filters to a shared "
+                             f"basis and needs `basis_size` >= 1, received basis_size=0")
+        if basis_size and (not tied or num_templates):
+            raise ValueError(f"`basis_size` >= 1 replaces the tied kernel by a filter basis "
+                             f"and needs `tied=True` and `num_templates=0`, received "
+                             f"basis_size={basis_size} with tied={tied!r}, "
+                             f"num_templates={num_templates}")
         if norm not in NORMS:
             raise ValueError(f"`norm` must be one of {list(NORMS)}, received {norm!r}")
         if not 0.0 <= float(dropout) < 1.0:
@@ -156,6 +182,8 @@ class RecurrentConvBlock(layers.Layer):
         self.recompute = recompute
         self.spatial_dims = spatial_dims
         self.num_templates = num_templates
+        self.basis_size = basis_size
+        self.basis_unique = basis_unique
 
     def _make_norm(self, name):
         return make_norm(self.norm, name, dtype=self.dtype_policy)
@@ -168,13 +196,19 @@ class RecurrentConvBlock(layers.Layer):
         conv_class = layer_class("conv", self.spatial_dims)
         self.entry_conv = conv_class(self.filters, name="entry_conv", **conv)
         self.entry_norm = self._make_norm("entry_norm")
-        n_convs = 0 if self.num_templates else 1 if self.tied else self.num_iterations
+        shared = self.num_templates or self.basis_size
+        n_convs = 0 if shared else 1 if self.tied else self.num_iterations
         self.convs = [conv_class(self.filters, name=f"tied_conv_{i}", **conv)
                       for i in range(n_convs)]
         self.bank = (TemplateBank(self.filters, self.num_templates,
                                   num_uses=self.num_uses * self.num_iterations,
                                   spatial_dims=self.spatial_dims, dtype=self.dtype_policy,
                                   name="template_bank") if self.num_templates else None)
+        self.basis = (FilterBasis(self.filters, self.basis_size,
+                                  num_uses=self.num_uses * self.num_iterations,
+                                  unique_size=self.basis_unique,
+                                  spatial_dims=self.spatial_dims, dtype=self.dtype_policy,
+                                  name="filter_basis") if self.basis_size else None)
         n_norms = self.num_iterations if self.norm_per_iteration else 1
         self.norms = [self._make_norm(f"norm_{i}") for i in range(n_norms)]
         # Call sites 1 .. num_uses-1 with their own norms; site 0 uses the two above
@@ -190,7 +224,7 @@ class RecurrentConvBlock(layers.Layer):
         self.entry_conv.build(input_shape)
         inner = tuple(input_shape[:-1]) + (self.filters,)
         all_norms = [self.entry_norm] + self.norms + self.use_entry_norms
-        banks = [self.bank] if self.bank is not None else []
+        banks = [b for b in (self.bank, self.basis) if b is not None]
         for layer in self.convs + banks + all_norms + [n for ns in self.use_norms for n in ns]:
             layer.build(inner)
         self.built = True
@@ -199,21 +233,26 @@ class RecurrentConvBlock(layers.Layer):
         """The convolution layer used at ``iteration`` (the same object for all if tied).
 
         Raises:
-            ValueError: the block has a template bank (see :meth:`bank_use`) instead.
+            ValueError: the block has a template bank or a filter basis (see
+                :meth:`bank_use`) instead.
         """
-        if self.bank is not None:
-            raise ValueError(f"Block {self.name!r} mixes its kernels from a template bank "
-                             f"(num_templates={self.num_templates}): use `block.bank` and "
+        if self.bank is not None or self.basis is not None:
+            what = (f"a template bank (num_templates={self.num_templates}): use `block.bank`"
+                    if self.bank is not None else
+                    f"a filter basis (basis_size={self.basis_size}): use `block.basis`")
+            raise ValueError(f"Block {self.name!r} mixes its kernels from {what} and "
                              f"`block.bank_use(use, iteration)`, not `conv_for`")
         return self.convs[0] if self.tied else self.convs[iteration]
 
     def bank_use(self, use, iteration):
-        """The bank's use index of call site ``use`` at ``iteration``."""
+        """The bank's (or basis's) use index of call site ``use`` at ``iteration``."""
         return use * self.num_iterations + iteration
 
     def _tied_conv(self, x, use, iteration):
         if self.bank is not None:
             return self.bank(x, use=self.bank_use(use, iteration))
+        if self.basis is not None:
+            return self.basis(x, use=self.bank_use(use, iteration))
         return self.conv_for(iteration)(x)
 
     def norms_for(self, use=0):
@@ -253,5 +292,6 @@ class RecurrentConvBlock(layers.Layer):
                       norm=self.norm, norm_per_iteration=self.norm_per_iteration,
                       tied=self.tied, dropout=self.dropout, num_uses=self.num_uses,
                       norm_per_use=self.norm_per_use, recompute=self.recompute,
-                      spatial_dims=self.spatial_dims, num_templates=self.num_templates)
+                      spatial_dims=self.spatial_dims, num_templates=self.num_templates,
+                      basis_size=self.basis_size, basis_unique=self.basis_unique)
         return config

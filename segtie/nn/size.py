@@ -13,7 +13,8 @@ Notation: ``F_i = base_filters * width_multiplier ** i``; ``n = num_iterations``
 ``2F`` for ``instance`` (scale and offset, no running statistics), 0 for ``none``;
 ``k = 3 ** d`` and ``s = 2 ** d`` the weights per channel pair of a 3x3 (3x3x3) and a
 2x2 (2x2x2) kernel in ``d = spatial_dims`` dimensions (9 and 4 in 2-D, 27 and 8 in
-3-D); ``J = num_templates``::
+3-D); ``J = num_templates``; ``s = basis_filters(F)`` (``basis_size``, or
+``basis_ratio`` times the block's width) and ``r = basis_unique``::
 
     block(c, F, u, v) = kcF + F                                entry 3x3(x3) convolution
                       + kernel(F, v)
@@ -21,6 +22,9 @@ Notation: ``F_i = base_filters * width_multiplier ** i``; ``n = num_iterations``
     kernel(F, v) = (kF^2 + F) * (1 if tied else n)             the tied 3x3(x3) kernel (J = 0)
                  = J kF^2 + v n J + F                          a bank of J templates (J >= 1):
                                                                coefficients for v sites x n uses
+                 = kFs + v n (kFr + (s + r) F) + F             a filter basis of s (s >= 1):
+                                                               shared basis, per-use unique
+                                                               filters and 1x1 coefficients
     proj_i = c_i F_i + F_i   if level_projection and c_i != F_i, else 0
     e_i    = F_i if proj_i else c_i                            block input width
 
@@ -37,32 +41,41 @@ when ``norm_per_level`` is false). The tied encoder's count is independent of
 ``depth`` when ``norm_per_level`` is false, and grows only by ``N(F)`` per norm
 and level otherwise; every count is independent of ``num_iterations`` when tied
 and of ``num_recurrences``. A bank adds ``J - 1`` kernels and ``v n J`` coefficients
-to the tied count: ``J = 1`` is the tied kernel plus one scale per use.
+to the tied count: ``J = 1`` is the tied kernel plus one scale per use. A basis
+is *linear* in ``F`` where the tied kernel is quadratic: it saves weights when
+``s (k + v n) + r v n (k + 1) < kF``, and a budget buys a wider model with it.
 
 References:
     Savarese & Maire, "Learning Implicitly Recurrent CNNs Through Parameter
     Sharing", ICLR 2019 (the template bank).
+    Kang, Kim & Lee, "Learning Deeply Shared Filter Bases for Efficient ConvNets",
+    NeurIPS 2020 (the filter basis).
 """
 
 from __future__ import annotations
 
-from segtie.nn.unet import image_channels, level_widths
+from segtie.nn.unet import basis_filters, image_channels, level_widths
 
 NORM_WEIGHTS_PER_CHANNEL = {"batch": 4, "instance": 2, "none": 0}
 
 
 def block_count(c_in: int, filters: int, uses: int, num_iterations: int, norm: str,
                 norm_per_iteration: bool, tied: bool = True, spatial_dims: int = 2,
-                num_templates: int = 0, sites: int = 1) -> int:
+                num_templates: int = 0, sites: int = 1, basis_size: int = 0,
+                basis_unique: int = 0) -> int:
     """Weights of one :class:`~segtie.nn.recurrent_conv_block.RecurrentConvBlock`.
 
     ``uses`` sets of norms; ``sites`` call sites (each with its ``num_iterations``
-    bank coefficients when ``num_templates`` >= 1).
+    bank coefficients when ``num_templates`` >= 1, or basis coefficients and unique
+    filters when ``basis_size`` >= 1: here the block's own ``s``, already resolved).
     """
     norm_size = NORM_WEIGHTS_PER_CHANNEL[norm] * filters
     norms = 1 + (num_iterations if norm_per_iteration else 1)
     k = 3 ** spatial_dims
-    if num_templates:
+    if basis_size:
+        per_use = k * filters * basis_unique + (basis_size + basis_unique) * filters
+        kernel = k * filters * basis_size + sites * num_iterations * per_use + filters
+    elif num_templates:
         kernel = (num_templates * k * filters * filters
                   + sites * num_iterations * num_templates + filters)
     else:
@@ -74,7 +87,8 @@ def parameter_count(in_channels=3, num_classes=1, base_filters=16, depth=4,
                     num_iterations=2, norm="batch", norm_per_iteration=False, tied=True,
                     width_multiplier=2, tie_levels=False, tie_decoder=False,
                     level_projection=False, norm_per_level=True, num_recurrences=1,
-                    tie_recurrences=True, spatial_dims=2, num_templates=0, **_) -> int:
+                    tie_recurrences=True, spatial_dims=2, num_templates=0, basis_size=0,
+                    basis_unique=0, basis_ratio=0.0, **_) -> int:
     """The number of weights of ``build_unet(**same arguments)``, from the formula.
 
     Arguments that do not change the count (``dropout``, ``recompute``, ``name``)
@@ -88,7 +102,8 @@ def parameter_count(in_channels=3, num_classes=1, base_filters=16, depth=4,
 
     def block(c, f, uses, sites=1):
         return block_count(c, f, uses, num_iterations, norm, norm_per_iteration, tied,
-                           spatial_dims, num_templates, sites)
+                           spatial_dims, num_templates, sites,
+                           basis_filters(f, basis_size, basis_ratio), basis_unique)
 
     k, s = 3 ** spatial_dims, 2 ** spatial_dims
 

@@ -24,6 +24,12 @@ Tying is always "one layer object, many calls" (never copied weights):
 - ``num_templates`` (``J >= 1``): soft sharing in place of each block's tied kernel:
   every use (iteration and call site: with ``tie_levels`` every level) mixes its
   kernel from the block's one bank of ``J`` templates (:mod:`segtie.nn.template_bank`).
+- ``basis_size`` (``s >= 1``, or ``basis_ratio``: ``s`` a fraction of each block's
+  width): a shared filter basis in place of each block's tied kernel: every use
+  convolves with the block's one basis of ``s`` filters (plus ``basis_unique`` of
+  its own) and mixes them with its own 1x1 coefficients
+  (:mod:`segtie.nn.filter_basis`); with ``tie_levels`` one basis serves every
+  level, Kang et al.'s setting.
 - ``num_recurrences``: the network is run that many times with the same layers;
   pass ``r`` sees ``[image, probabilities of pass r-1]`` (zeros for the first) and
   a :class:`~segtie.nn.recurrence.ConvGRUCell` carries a hidden state across passes in
@@ -45,6 +51,8 @@ References:
     Wang et al., "Recurrent U-Net for Resource-Constrained Segmentation", ICCV 2019.
     Savarese & Maire, "Learning Implicitly Recurrent CNNs Through Parameter
     Sharing", ICLR 2019.
+    Kang, Kim & Lee, "Learning Deeply Shared Filter Bases for Efficient ConvNets",
+    NeurIPS 2020.
 """
 
 from __future__ import annotations
@@ -55,8 +63,8 @@ from keras import layers
 from segtie.nn.dims import layer_class
 from segtie.nn.recurrent_conv_block import RecurrentConvBlock
 from segtie.nn.recurrence import ConvGRUCell, ZeroState
-from segtie.nn.unet_rules import (check_batch_norm_sharing, check_unet_arguments,  # noqa: F401
-                                  image_channels, level_widths)
+from segtie.nn.unet_rules import (basis_filters, check_batch_norm_sharing,  # noqa: F401
+                                  check_unet_arguments, image_channels, level_widths)
 
 
 class _Net:
@@ -68,7 +76,12 @@ class _Net:
         block = dict(num_iterations=args["num_iterations"], norm=args["norm"],
                      norm_per_iteration=args["norm_per_iteration"], tied=args["tied"],
                      dropout=args["dropout"], recompute=args["recompute"],
-                     spatial_dims=dims, num_templates=args["num_templates"])
+                     spatial_dims=dims, num_templates=args["num_templates"],
+                     basis_unique=args["basis_unique"])
+
+        def basis(width):  # the shared basis filters of a block of this width
+            return basis_filters(width, args["basis_size"], args["basis_ratio"])
+
         inputs = [image_channels(args["in_channels"], args["num_classes"],
                                  args["num_recurrences"])] + widths[:-1]
         self.project = [conv(f, 1, name=f"project_{i}{suffix}")
@@ -77,10 +90,12 @@ class _Net:
         if args["tie_levels"]:
             shared = RecurrentConvBlock(widths[0], num_uses=depth,
                                         norm_per_use=args["norm_per_level"],
+                                        basis_size=basis(widths[0]),
                                         name=f"encoder{suffix}", **block)
             self.encoder = [shared] * depth
         else:
-            self.encoder = [RecurrentConvBlock(f, name=f"encoder_{i}{suffix}", **block)
+            self.encoder = [RecurrentConvBlock(f, name=f"encoder_{i}{suffix}",
+                                               basis_size=basis(f), **block)
                             for i, f in enumerate(widths)]
         self.pool = [pool(2, name=f"pool_{i}{suffix}")
                      for i in range(depth - 1)]
@@ -88,12 +103,14 @@ class _Net:
             shared_up = up(widths[0], 2, strides=2, name=f"up{suffix}")
             shared = RecurrentConvBlock(widths[0], num_uses=depth - 1,
                                         norm_per_use=args["norm_per_level"],
+                                        basis_size=basis(widths[0]),
                                         name=f"decoder{suffix}", **block)
             self.up, self.decoder = [shared_up] * (depth - 1), [shared] * (depth - 1)
         else:
             self.up = [up(f, 2, strides=2, name=f"up_{i}{suffix}")
                        for i, f in enumerate(widths[:-1])]
-            self.decoder = [RecurrentConvBlock(f, name=f"decoder_{i}{suffix}", **block)
+            self.decoder = [RecurrentConvBlock(f, name=f"decoder_{i}{suffix}",
+                                               basis_size=basis(f), **block)
                             for i, f in enumerate(widths[:-1])]
         self.gru = (ConvGRUCell(widths[-1], spatial_dims=dims, name=f"bottleneck_gru{suffix}")
                     if args["num_recurrences"] > 1 else None)
@@ -129,7 +146,7 @@ def build_unet(in_channels=3, num_classes=1, base_filters=16, depth=4, num_itera
                width_multiplier=2, tie_levels=False, tie_decoder=False,
                level_projection=False, norm_per_level=True, num_recurrences=1,
                recompute=False, tie_recurrences=True, spatial_dims=2, num_templates=0,
-               name="recurrent_unet"):
+               basis_size=0, basis_unique=0, basis_ratio=0.0, name="recurrent_unet"):
     """Build the (recurrent, tied) U-Net; see the module docstring for the schemes.
 
     Args:
@@ -152,6 +169,13 @@ def build_unet(in_channels=3, num_classes=1, base_filters=16, depth=4, num_itera
             graph is built from (:mod:`segtie.nn.dims`).
         num_templates: int, 0 (default: tied kernels) or ``J >= 1``, the template
             bank of every block (needs ``tied``; at most the uses of any block).
+        basis_size: int, 0 (default: tied kernels) or ``s >= 1``, the shared filter
+            basis of every block (needs ``tied``, no bank; at most ``3 **
+            spatial_dims * base_filters`` filters with ``basis_unique``).
+        basis_unique: int >= 0, default 0: each use's own basis filters ``r``.
+        basis_ratio: float >= 0, default 0 (off): instead of ``basis_size``, a block
+            of width ``F`` gets ``max(1, round(basis_ratio * F))`` basis filters
+            (:func:`~segtie.nn.unet_rules.basis_filters`).
         name: model name.
 
     Returns:

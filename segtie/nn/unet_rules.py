@@ -13,8 +13,8 @@ from segtie.nn.checks import check_int
 from segtie.nn.dims import check_spatial_dims
 from segtie.nn.norms import NORMS
 
-__all__ = ["check_batch_norm_sharing", "check_unet_arguments", "image_channels",
-           "level_widths"]
+__all__ = ["basis_filters", "check_batch_norm_sharing", "check_unet_arguments",
+           "image_channels", "level_widths"]
 
 
 def level_widths(base_filters: int, width_multiplier: int, depth: int) -> list:
@@ -27,10 +27,62 @@ def image_channels(in_channels: int, num_classes: int, num_recurrences: int) -> 
     return in_channels + (num_classes if num_recurrences > 1 else 0)
 
 
+def basis_filters(width: int, basis_size: int = 0, basis_ratio: float = 0.0) -> int:
+    """The shared basis filters ``s`` of a block of ``width`` channels (0: no basis).
+
+    ``basis_size`` when set, else ``max(1, round_half_up(basis_ratio * width))``, so a
+    ratio keeps the basis a fixed fraction of every block's width (and of the width a
+    budget picks); 0 when both are 0.
+    """
+    if basis_size:
+        return basis_size
+    return max(1, int(basis_ratio * width + 0.5)) if basis_ratio else 0
+
+
+def _check_basis(prefix, base_filters, num_templates, tied, basis_size, basis_unique,
+                 basis_ratio, sized_by_budget, spatial_dims):
+    """The filter basis's rules (``basis_size``/``basis_ratio``/``basis_unique``)."""
+    check_int(prefix + "basis_size", basis_size, 0)
+    check_int(prefix + "basis_unique", basis_unique, 0)
+    if (not isinstance(basis_ratio, (int, float)) or isinstance(basis_ratio, bool)
+            or not 0 <= basis_ratio < float("inf")):
+        raise ValueError(f"`{prefix}basis_ratio` must be a number >= 0, received "
+                         f"{basis_ratio!r} of type {type(basis_ratio).__name__}")
+    if basis_size and basis_ratio:
+        raise ValueError(f"`{prefix}basis_size` = {basis_size} and `{prefix}basis_ratio` = "
+                         f"{basis_ratio} both size the filter basis: set one of them, the "
+                         f"other to 0")
+    on = f"`{prefix}basis_size` = {basis_size}" if basis_size else (
+        f"`{prefix}basis_ratio` = {basis_ratio}")
+    if basis_unique and not (basis_size or basis_ratio):
+        raise ValueError(f"`{prefix}basis_unique` = {basis_unique} adds per-use filters to "
+                         f"a shared filter basis: it needs `{prefix}basis_size` >= 1 or "
+                         f"`{prefix}basis_ratio` > 0, received neither")
+    if not (basis_size or basis_ratio):
+        return
+    if num_templates:
+        raise ValueError(f"{on} and `{prefix}num_templates` = {num_templates} both replace "
+                         f"the tied kernel (a filter basis, a template bank): set one of "
+                         f"them, the other to 0")
+    if not tied:
+        raise ValueError(f"{on} mixes the kernels of a block's uses from one shared filter "
+                         f"basis, which replaces the tied kernel: it needs `{prefix}tied: "
+                         f"true`, received `{prefix}tied: false`")
+    span = 3 ** spatial_dims * base_filters  # the dimensions of a kernel's fan-in
+    size = basis_filters(base_filters, basis_size, basis_ratio)
+    if not sized_by_budget and size + basis_unique > span:
+        raise ValueError(f"{on} with `{prefix}basis_unique` = {basis_unique} gives "
+                         f"{size + basis_unique} basis filters, more than the {span} "
+                         f"dimensions of a kernel's fan-in ({3 ** spatial_dims} x "
+                         f"`{prefix}base_filters` = {base_filters}): they would only add "
+                         f"weights; use at most {span}")
+
+
 def check_unet_arguments(in_channels, num_classes, base_filters, depth, num_iterations,
                          width_multiplier, num_recurrences, norm, tie_levels, tie_decoder,
                          level_projection, sized_by_budget=False, prefix="", spatial_dims=2,
-                         num_templates=0, tied=True, **_):
+                         num_templates=0, tied=True, basis_size=0, basis_unique=0,
+                         basis_ratio=0.0, **_):
     """Reject impossible combinations: the one home of the tying rules.
 
     Every key is named as ``{prefix}{key}``, so the config's check
@@ -44,8 +96,11 @@ def check_unet_arguments(in_channels, num_classes, base_filters, depth, num_iter
 
     Raises:
         ValueError: a count < 1, an unknown ``norm``, tying that the widths forbid, or a
-            bank without ``tied`` or with more templates than a block's uses; the
-            message names the key, the rule and the value received.
+            bank without ``tied`` or with more templates than a block's uses, a filter
+            basis without ``tied``, with a bank, with both ``basis_size`` and
+            ``basis_ratio``, or with more filters than a kernel's fan-in
+            (``3 ** spatial_dims * base_filters``), ``basis_unique`` without a basis;
+            the message names the key, the rule and the value received.
     """
     counts = dict(in_channels=in_channels, num_classes=num_classes,
                   base_filters=base_filters, depth=depth, num_iterations=num_iterations,
@@ -84,6 +139,8 @@ def check_unet_arguments(in_channels, num_classes, base_filters, depth, num_iter
             f"smallest bank (`{prefix}num_iterations` = {num_iterations} per block and "
             f"level; `{prefix}tie_levels`/`{prefix}tie_decoder` share a block across "
             f"levels): more templates than uses only add weights, received {num_templates}")
+    _check_basis(prefix, base_filters, num_templates, tied, basis_size, basis_unique,
+                 basis_ratio, sized_by_budget, spatial_dims)
 
 
 def check_batch_norm_sharing(norm, num_iterations, norm_per_iteration, num_recurrences,

@@ -1,0 +1,213 @@
+"""A shared filter basis: every use's kernel is its own mix of one small set of filters.
+
+:class:`FilterBasis` is a 3x3 (3x3x3) convolution called at ``num_uses`` uses. Use
+``u`` convolves its input with the ``s = basis_size`` filters of one basis ``B``
+that every use shares (and, with ``r = unique_size``, with ``r`` filters ``B_u`` of
+its own), then mixes those ``s + r`` maps into ``F`` outputs with its own 1x1
+coefficients ``C_u``::
+
+    y_u = conv1x1(concat(conv(x, B), conv(x, B_u)), C_u) + bias
+        = conv(x, W_u) + bias,       W_u = concat(B, B_u) @ C_u    (over the basis axis)
+
+so use ``u`` is a 3x3 convolution whose kernel lies in the span of the shared basis
+(plus its own ``r`` filters): Kang et al.'s shared + non-shared basis. Unlike a
+template bank (:mod:`segtie.nn.template_bank`), the cost of a use is also lower when
+``s + r`` is small, since the two small convolutions need fewer multiplies than the
+composite one.
+
+Tying is real as in :mod:`segtie.nn.recurrent_conv_block`: one ``basis`` variable
+read by every call, so backpropagation gives it one gradient, the sum over its uses
+(``dL/dB = sum_u dL/dB^(u)`` for an untied copy ``B^(u)`` of ``B`` at each use).
+
+References:
+    Kang, Kim & Lee, "Learning Deeply Shared Filter Bases for Efficient ConvNets",
+    NeurIPS 2020 (a filter basis shared by the layers of a stage, with a few
+    non-shared basis filters per layer).
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers, ops
+
+from segtie.nn.checks import check_int
+from segtie.nn.dims import check_spatial_dims
+from segtie.nn.template_bank import he_normal_templates
+
+
+def lecun_normal_per_use(shape, dtype=None):
+    """``U`` independent lecun_normal matrices, ``shape = (U, s + r, F)``, fan-in ``s + r``.
+
+    Drawn as one lecun_normal ``(s + r, U * F)`` matrix (Keras would count a fan-in
+    of ``U (s + r)`` for the 3-D shape) whose columns are split into the uses.
+    """
+    num, fan_in, filters = shape
+    drawn = keras.initializers.LecunNormal()((fan_in, num * filters), dtype=dtype)
+    return ops.moveaxis(ops.reshape(drawn, (fan_in, num, filters)), 1, 0)
+
+
+def factored_is_cheaper(kernel_elements: int, c_in: int, basis: int, filters: int) -> bool:
+    """Whether the two small convolutions need fewer MACs per position than the composite.
+
+    ``basis (K C_in + F) < K C_in F`` with ``K = kernel_elements`` (9 or 27) and
+    ``basis = s + r``; with ``C_in = F`` that is ``s + r < K F / (K + 1)`` (0.9 F in 2-D).
+    """
+    return basis * (kernel_elements * c_in + filters) < kernel_elements * c_in * filters
+
+
+@keras.saving.register_keras_serializable(package="segtie")
+class FilterBasis(layers.Layer):
+    """A convolution whose kernel at each use is its own mix of a shared filter basis.
+
+    Use ``u`` (stride 1, padding ``same``, channels last) computes
+    ``y = x * W_u + bias`` with ``W_u = concat(basis, unique[u]) @ coefficients[u]``
+    (see the module docstring). Two ways, the same function: *factored* (``conv(x,
+    basis)`` and ``conv(x, unique[u])``, concatenated, then a 1x1 convolution with
+    ``coefficients[u]``: ``(s + r)(K C_in + F)`` MACs per output position, ``K =
+    kernel_size ** spatial_dims``) or *composed* (``W_u`` formed, then one
+    convolution: ``K C_in F`` MACs per position plus ``K C_in (s + r) F`` once per
+    call to form it). ``factored=None`` picks whichever needs fewer MACs
+    (:func:`factored_is_cheaper`). The shared and the unique filters are two
+    convolutions, not one over a concatenated kernel, so that an exported model
+    keeps one shared basis filter (a concatenation of constants would be folded into
+    a filter per use).
+
+    Initialisation: ``basis`` and every ``unique[u]`` are he_normal (variance
+    ``2 / (K C_in)``), every ``coefficients[u]`` lecun_normal with fan-in ``s + r``
+    (variance ``1 / (s + r)``), all independent with mean 0, so each entry of a
+    composite kernel, ``W_u[i, f] = sum_j B[i, j] C_u[j, f]``, has variance
+    ``(s + r) * 2 / (K C_in) * 1 / (s + r) = 2 / (K C_in)``: he_normal, like a
+    ``Conv2D`` kernel. Uses start uncorrelated (``Cov(W_u, W_v) = 0``: independent
+    coefficients), and no ReLU sits between the two factors, so gain 1 is right for
+    the second.
+
+    Bias: one ``bias`` of ``F`` values shared by every use (a normalization follows
+    every use in segtie's blocks, as for :class:`~segtie.nn.template_bank.TemplateBank`).
+
+    Precision: the variables are float32 and read without autocasting; the factored
+    path casts them to the compute dtype (its ``s + r`` intermediate maps are then
+    16-bit under a mixed policy), the composed path forms ``W_u`` in float32 and
+    casts it once.
+
+    Parameter count (``K = kernel_size ** spatial_dims``, ``C_in`` input channels,
+    ``F = filters``, ``s = basis_size``, ``r = unique_size``, ``U = num_uses``)::
+
+        basis K C_in s  +  unique U K C_in r  +  coefficients U (s + r) F  +  bias F
+
+    Args:
+        filters: int >= 1, output channels ``F``.
+        basis_size: int >= 1, shared basis filters ``s``.
+        num_uses: int >= 1, uses ``U``; each call passes ``use=0 .. U - 1``.
+        unique_size: int >= 0, default 0: basis filters of each use's own ``r``.
+        kernel_size: int >= 1, odd, default 3.
+        spatial_dims: 2 (default; images) or 3 (volumes).
+        use_bias: bool, default True: one bias shared by every use.
+        factored: None (default: the cheaper way), True or False (see above).
+
+    Shapes:
+        input ``(batch, *spatial, C_in)`` -> output ``(batch, *spatial, F)``, with
+        ``spatial`` of ``spatial_dims`` axes; ``basis`` ``(*k, C_in, s)``,
+        ``unique`` ``(U, *k, C_in, r)`` (only when ``r >= 1``), ``coefficients``
+        ``(U, s + r, F)``, ``bias`` ``(F,)``, all float32.
+
+    Raises:
+        ValueError: a count below its minimum, an even ``kernel_size``,
+            ``spatial_dims`` not 2 or 3, ``factored`` not None/bool, or a ``use``
+            outside ``[0, num_uses)``.
+
+    References:
+        Kang, Kim & Lee, "Learning Deeply Shared Filter Bases for Efficient
+        ConvNets", NeurIPS 2020.
+    """
+
+    def __init__(self, filters, basis_size, num_uses=1, unique_size=0, kernel_size=3,
+                 spatial_dims=2, use_bias=True, factored=None, **kwargs):
+        super().__init__(**kwargs)
+        check_int("filters", filters, 1)
+        check_int("basis_size", basis_size, 1)
+        check_int("num_uses", num_uses, 1)
+        check_int("unique_size", unique_size, 0)
+        check_int("kernel_size", kernel_size, 1)
+        if kernel_size % 2 == 0:
+            raise ValueError(f"`kernel_size` must be odd, received {kernel_size}")
+        check_spatial_dims(spatial_dims)
+        if factored not in (None, True, False):
+            raise ValueError(f"`factored` must be None, True or False, received "
+                             f"{factored!r} of type {type(factored).__name__}")
+        self.filters = filters
+        self.basis_size = basis_size
+        self.num_uses = num_uses
+        self.unique_size = unique_size
+        self.kernel_size = kernel_size
+        self.spatial_dims = spatial_dims
+        self.use_bias = use_bias
+        self.factored = factored
+
+    def build(self, input_shape):
+        c_in, k = int(input_shape[-1]), (self.kernel_size,) * self.spatial_dims
+        self.kernel_shape = (*k, c_in, self.filters)  # of the composite kernel W_u
+        width = self.basis_size + self.unique_size
+        self.basis = self.add_weight(name="basis", shape=(*k, c_in, self.basis_size),
+                                     initializer="he_normal", autocast=False)
+        self.unique = (self.add_weight(name="unique",
+                                       shape=(self.num_uses, *k, c_in, self.unique_size),
+                                       initializer=he_normal_templates, autocast=False)
+                       if self.unique_size else None)
+        self.coefficients = self.add_weight(
+            name="coefficients", shape=(self.num_uses, width, self.filters),
+            initializer=lecun_normal_per_use, autocast=False)
+        self.bias = (self.add_weight(name="bias", shape=(self.filters,),
+                                     initializer="zeros", autocast=False)
+                     if self.use_bias else None)
+        self.runs_factored = (factored_is_cheaper(self.kernel_size ** self.spatial_dims,
+                                                  c_in, width, self.filters)
+                              if self.factored is None else self.factored)
+        self.built = True
+
+    def check_use(self, use) -> int:
+        """Return ``use`` if it is an integer in ``[0, num_uses)``; else ``ValueError``."""
+        if not isinstance(use, int) or isinstance(use, bool) or not 0 <= use < self.num_uses:
+            raise ValueError(f"`use` must be an integer in [0, {self.num_uses}), received "
+                             f"{use!r} of type {type(use).__name__}")
+        return use
+
+    def basis_for(self, use=0):
+        """``concat(basis, unique[use])``, float32 ``(*k, C_in, s + r)``."""
+        use = self.check_use(use)
+        if self.unique is None:
+            return self.basis
+        return ops.concatenate([self.basis, self.unique[use]], axis=-1)
+
+    def kernel_for(self, use=0):
+        """``W_use``, float32 ``(*k, C_in, F)``: the composite kernel of ``use``."""
+        return ops.tensordot(self.basis_for(use), self.coefficients[use], axes=1)
+
+    def _conv(self, x, kernel):
+        return ops.conv(x, ops.cast(kernel, self.compute_dtype), strides=1, padding="same",
+                        data_format="channels_last")
+
+    def call(self, inputs, use=0):
+        use = self.check_use(use)
+        if self.runs_factored:
+            maps = self._conv(inputs, self.basis)
+            if self.unique is not None:
+                maps = ops.concatenate([maps, self._conv(inputs, self.unique[use])], axis=-1)
+            mix = ops.reshape(self.coefficients[use], (1,) * self.spatial_dims
+                              + tuple(self.coefficients.shape[1:]))
+            outputs = self._conv(maps, mix)
+        else:
+            outputs = self._conv(inputs, self.kernel_for(use))
+        if self.bias is not None:
+            outputs = outputs + ops.cast(self.bias, self.compute_dtype)
+        return outputs
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.filters,)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(filters=self.filters, basis_size=self.basis_size,
+                      num_uses=self.num_uses, unique_size=self.unique_size,
+                      kernel_size=self.kernel_size, spatial_dims=self.spatial_dims,
+                      use_bias=self.use_bias, factored=self.factored)
+        return config
