@@ -8,7 +8,8 @@
 - :mod:`~segtie.nn.template_bank`: :class:`TemplateBank`, soft sharing: each use's
   kernel mixed from a shared bank of templates (``num_templates``);
 - :mod:`~segtie.nn.filter_basis`: :class:`FilterBasis`, a filter basis shared by
-  every use, mixed by each use's own 1x1 coefficients (``basis_size``);
+  every use, mixed by each use's own 1x1 coefficients (``basis_size``); both are
+  :class:`~segtie.nn.per_use.PerUseConvolution` (the use check, bias, config);
 - :mod:`~segtie.nn.recurrence`: :class:`ConvGRUCell` and :class:`ZeroState`, the
   bottleneck state of ``num_recurrences > 1``;
 - :mod:`~segtie.nn.norms`: :class:`FusedBatchNormalization`,

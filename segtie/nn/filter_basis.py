@@ -28,10 +28,10 @@ References:
 from __future__ import annotations
 
 import keras
-from keras import layers, ops
+from keras import ops
 
 from segtie.nn.checks import check_int
-from segtie.nn.dims import check_spatial_dims
+from segtie.nn.per_use import PerUseConvolution
 from segtie.nn.template_bank import he_normal_templates
 
 
@@ -56,7 +56,7 @@ def factored_is_cheaper(kernel_elements: int, c_in: int, basis: int, filters: in
 
 
 @keras.saving.register_keras_serializable(package="segtie")
-class FilterBasis(layers.Layer):
+class FilterBasis(PerUseConvolution):
     """A convolution whose kernel at each use is its own mix of a shared filter basis.
 
     Use ``u`` (stride 1, padding ``same``, channels last) computes
@@ -122,25 +122,15 @@ class FilterBasis(layers.Layer):
 
     def __init__(self, filters, basis_size, num_uses=1, unique_size=0, kernel_size=3,
                  spatial_dims=2, use_bias=True, factored=None, **kwargs):
-        super().__init__(**kwargs)
-        check_int("filters", filters, 1)
+        super().__init__(filters, num_uses=num_uses, kernel_size=kernel_size,
+                         spatial_dims=spatial_dims, use_bias=use_bias, **kwargs)
         check_int("basis_size", basis_size, 1)
-        check_int("num_uses", num_uses, 1)
         check_int("unique_size", unique_size, 0)
-        check_int("kernel_size", kernel_size, 1)
-        if kernel_size % 2 == 0:
-            raise ValueError(f"`kernel_size` must be odd, received {kernel_size}")
-        check_spatial_dims(spatial_dims)
         if factored not in (None, True, False):
             raise ValueError(f"`factored` must be None, True or False, received "
                              f"{factored!r} of type {type(factored).__name__}")
-        self.filters = filters
         self.basis_size = basis_size
-        self.num_uses = num_uses
         self.unique_size = unique_size
-        self.kernel_size = kernel_size
-        self.spatial_dims = spatial_dims
-        self.use_bias = use_bias
         self.factored = factored
 
     def build(self, input_shape):
@@ -156,20 +146,11 @@ class FilterBasis(layers.Layer):
         self.coefficients = self.add_weight(
             name="coefficients", shape=(self.num_uses, width, self.filters),
             initializer=lecun_normal_per_use, autocast=False)
-        self.bias = (self.add_weight(name="bias", shape=(self.filters,),
-                                     initializer="zeros", autocast=False)
-                     if self.use_bias else None)
+        self.add_shared_bias()
         self.runs_factored = (factored_is_cheaper(self.kernel_size ** self.spatial_dims,
                                                   c_in, width, self.filters)
                               if self.factored is None else self.factored)
         self.built = True
-
-    def check_use(self, use) -> int:
-        """Return ``use`` if it is an integer in ``[0, num_uses)``; else ``ValueError``."""
-        if not isinstance(use, int) or isinstance(use, bool) or not 0 <= use < self.num_uses:
-            raise ValueError(f"`use` must be an integer in [0, {self.num_uses}), received "
-                             f"{use!r} of type {type(use).__name__}")
-        return use
 
     def basis_for(self, use=0):
         """``concat(basis, unique[use])``, float32 ``(*k, C_in, s + r)``."""
@@ -182,32 +163,21 @@ class FilterBasis(layers.Layer):
         """``W_use``, float32 ``(*k, C_in, F)``: the composite kernel of ``use``."""
         return ops.tensordot(self.basis_for(use), self.coefficients[use], axes=1)
 
-    def _conv(self, x, kernel):
-        return ops.conv(x, ops.cast(kernel, self.compute_dtype), strides=1, padding="same",
-                        data_format="channels_last")
-
     def call(self, inputs, use=0):
         use = self.check_use(use)
         if self.runs_factored:
-            maps = self._conv(inputs, self.basis)
+            maps = self.convolve(inputs, self.basis)
             if self.unique is not None:
-                maps = ops.concatenate([maps, self._conv(inputs, self.unique[use])], axis=-1)
+                maps = ops.concatenate([maps, self.convolve(inputs, self.unique[use])], axis=-1)
             mix = ops.reshape(self.coefficients[use], (1,) * self.spatial_dims
                               + tuple(self.coefficients.shape[1:]))
-            outputs = self._conv(maps, mix)
+            outputs = self.convolve(maps, mix)
         else:
-            outputs = self._conv(inputs, self.kernel_for(use))
-        if self.bias is not None:
-            outputs = outputs + ops.cast(self.bias, self.compute_dtype)
-        return outputs
-
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape[:-1]) + (self.filters,)
+            outputs = self.convolve(inputs, self.kernel_for(use))
+        return self.add_bias(outputs)
 
     def get_config(self):
         config = super().get_config()
-        config.update(filters=self.filters, basis_size=self.basis_size,
-                      num_uses=self.num_uses, unique_size=self.unique_size,
-                      kernel_size=self.kernel_size, spatial_dims=self.spatial_dims,
-                      use_bias=self.use_bias, factored=self.factored)
+        config.update(basis_size=self.basis_size, unique_size=self.unique_size,
+                      factored=self.factored)
         return config

@@ -21,10 +21,10 @@ References:
 from __future__ import annotations
 
 import keras
-from keras import layers, ops
+from keras import ops
 
 from segtie.nn.checks import check_int
-from segtie.nn.dims import check_spatial_dims
+from segtie.nn.per_use import PerUseConvolution
 
 
 def he_normal_templates(shape, dtype=None):
@@ -53,7 +53,7 @@ def unit_orthogonal_rows(shape, dtype=None):
 
 
 @keras.saving.register_keras_serializable(package="segtie")
-class TemplateBank(layers.Layer):
+class TemplateBank(PerUseConvolution):
     """A convolution whose kernel at each use is mixed from a shared bank of templates.
 
     Use ``u`` computes, with ``*`` a ``kernel_size``-wide convolution (stride 1,
@@ -112,20 +112,10 @@ class TemplateBank(layers.Layer):
 
     def __init__(self, filters, num_templates, num_uses=1, kernel_size=3, spatial_dims=2,
                  use_bias=True, **kwargs):
-        super().__init__(**kwargs)
-        check_int("filters", filters, 1)
+        super().__init__(filters, num_uses=num_uses, kernel_size=kernel_size,
+                         spatial_dims=spatial_dims, use_bias=use_bias, **kwargs)
         check_int("num_templates", num_templates, 1)
-        check_int("num_uses", num_uses, 1)
-        check_int("kernel_size", kernel_size, 1)
-        if kernel_size % 2 == 0:
-            raise ValueError(f"`kernel_size` must be odd, received {kernel_size}")
-        check_spatial_dims(spatial_dims)
-        self.filters = filters
         self.num_templates = num_templates
-        self.num_uses = num_uses
-        self.kernel_size = kernel_size
-        self.spatial_dims = spatial_dims
-        self.use_bias = use_bias
 
     def build(self, input_shape):
         self.kernel_shape = ((self.kernel_size,) * self.spatial_dims
@@ -136,36 +126,17 @@ class TemplateBank(layers.Layer):
         self.coefficients = self.add_weight(
             name="coefficients", shape=(self.num_uses, self.num_templates),
             initializer=unit_orthogonal_rows, autocast=False)
-        self.bias = (self.add_weight(name="bias", shape=(self.filters,),
-                                     initializer="zeros", autocast=False)
-                     if self.use_bias else None)
+        self.add_shared_bias()
         self.built = True
-
-    def check_use(self, use) -> int:
-        """Return ``use`` if it is an integer in ``[0, num_uses)``; else ``ValueError``."""
-        if not isinstance(use, int) or isinstance(use, bool) or not 0 <= use < self.num_uses:
-            raise ValueError(f"`use` must be an integer in [0, {self.num_uses}), received "
-                             f"{use!r} of type {type(use).__name__}")
-        return use
 
     def kernel_for(self, use=0):
         """``W_use``, float32 ``(*k, C_in, F)``: the kernel that ``use`` convolves with."""
         return ops.tensordot(self.coefficients[self.check_use(use)], self.templates, axes=1)
 
     def call(self, inputs, use=0):
-        kernel = ops.cast(self.kernel_for(use), self.compute_dtype)
-        outputs = ops.conv(inputs, kernel, strides=1, padding="same",
-                           data_format="channels_last")
-        if self.bias is not None:
-            outputs = outputs + ops.cast(self.bias, self.compute_dtype)
-        return outputs
-
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape[:-1]) + (self.filters,)
+        return self.add_bias(self.convolve(inputs, self.kernel_for(use)))
 
     def get_config(self):
         config = super().get_config()
-        config.update(filters=self.filters, num_templates=self.num_templates,
-                      num_uses=self.num_uses, kernel_size=self.kernel_size,
-                      spatial_dims=self.spatial_dims, use_bias=self.use_bias)
+        config.update(num_templates=self.num_templates)
         return config
