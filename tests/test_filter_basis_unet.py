@@ -214,7 +214,7 @@ EXPORT = dict(LEVELS_BASIS, base_filters=8, basis_size=3, norm="instance")
 
 @pytest.mark.slow  # a SavedModel and three LiteRT conversions (15 s here), as test_export_tying
 def test_the_export_keeps_one_shared_basis(tmp_path):
-    """SavedModel: one basis variable per block, the same logits. LiteRT: unlike a
+    """SavedModel: one basis variable per tied block, the same logits. LiteRT: unlike a
     bank, the basis is not folded: one stored basis filter read by every use, a 1x1
     filter and an own filter per use, and the file's bytes are the parameters'."""
     from segtie.export import (BYTES_PER_WEIGHT, VARIANTS, PixelServing,
@@ -222,22 +222,18 @@ def test_the_export_keeps_one_shared_basis(tmp_path):
                                read_weights)
 
     keras.utils.set_random_seed(0)
-    # SavedModel: per-level blocks (a tie_levels model's per-level norms are not
-    # tracked by tf.saved_model, with or without a basis: a separate, older issue).
-    per_block = build_unet(**dict(EXPORT, tie_levels=False, tie_decoder=False,
-                                  width_multiplier=2))
+    model = build_unet(**EXPORT)
     image = np.random.default_rng(0).random((1, 32, 32, 3), dtype=np.float32)
-    module = PixelServing(per_block, [32, 32], 0.5)
+    module = PixelServing(model, [32, 32], 0.5)
     path = str(tmp_path / "saved_model")
     tf.saved_model.save(module, path, signatures=module.signatures())
     loaded = tf.saved_model.load(path)
     captured = loaded.signatures["logits"].variables  # what the served function reads
-    assert sum(v.name.endswith("filter_basis/basis:0") for v in captured) == 5
-    assert sum(int(np.prod(v.shape)) for v in captured) == per_block.count_params()
+    assert sum(v.name.endswith("filter_basis/basis:0") for v in captured) == 2  # enc, dec
+    assert sum(int(np.prod(v.shape)) for v in captured) == model.count_params()
     np.testing.assert_allclose(loaded.signatures["logits"](image=image)["logits"],
-                               per_block(image, training=False), rtol=1e-5, atol=1e-6)
+                               model(image, training=False), rtol=1e-5, atol=1e-6)
 
-    model = build_unet(**EXPORT)
     kernels, based = conv_kernel_count(model), basis_filter_count(model)
     assert based == (1 + 6 + 6) + (1 + 4 + 4)  # encoder 3 levels x 2, decoder 2 x 2
     images = np.random.default_rng(1).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)

@@ -199,18 +199,33 @@ def test_keras_round_trip_of_a_3d_model_keeps_the_tied_kernel(tmp_path):
     assert [w.path for w in loaded.weights].count("encoder/tied_conv_0/kernel") == 1
 
 
-@pytest.mark.parametrize("volume", [False, True], ids=["2d", "3d"])
-def test_saved_model_export_keeps_one_variable_per_tied_kernel(tmp_path, volume):
-    args = dict(ALL, depth=2, **(VOLUME if volume else {}))  # every scheme; depth 2: faster
-    model = build_unet(**args)
+@pytest.mark.parametrize("volume, writer", [(False, "keras"), (True, "keras"),
+                                             (False, "segtie")],
+                         ids=["2d-model.export", "3d-model.export", "2d-PixelServing"])
+def test_saved_model_export_keeps_one_variable_per_tied_kernel(tmp_path, volume, writer):
+    """Keras' ``model.export`` lists the model's variables itself; ``segtie export``
+    saves a ``tf.Module`` holding the model, so tf.saved_model finds them by tracking
+    (it once missed the per-level norms of tied levels: nested lists)."""
+    from segtie.export import PixelServing
+
+    args = dict(ALL, depth=2, norm="instance", **(VOLUME if volume else {}))
+    model = build_unet(**args)  # every scheme, per-level norms; depth 2: faster
+    assert len(model.get_layer("encoder").use_norms) == 1  # the nested list to track
     shape = (2, *SIZE_3D, 1) if volume else (2, *SIZE, 3)
     x = np.random.RandomState(1).rand(*shape).astype("float32")
-    model.export(str(tmp_path / "saved"), verbose=False)
-    loaded = tf.saved_model.load(str(tmp_path / "saved"))
-    np.testing.assert_allclose(loaded.serve(x).numpy(), model(x, training=False).numpy(),
+    if writer == "keras":
+        model.export(str(tmp_path / "saved"), verbose=False)
+        loaded = tf.saved_model.load(str(tmp_path / "saved"))
+        out, function = loaded.serve(x), loaded.signatures["serving_default"]
+    else:
+        module = PixelServing(model, SIZE, 0.5)  # segtie export's module (2-D images)
+        tf.saved_model.save(module, str(tmp_path / "saved"), signatures=module.signatures())
+        loaded = tf.saved_model.load(str(tmp_path / "saved"))
+        function = loaded.signatures["logits"]
+        out = function(image=x)["logits"]
+    np.testing.assert_allclose(out.numpy(), model(x, training=False).numpy(),
                                rtol=1e-5, atol=1e-6)
-    captured = [v.name.removesuffix(":0")
-                for v in loaded.signatures["serving_default"].variables]
+    captured = [v.name.removesuffix(":0") for v in function.variables]
     assert sorted(captured) == sorted(w.path for w in model.weights)
     assert captured.count("encoder/tied_conv_0/kernel") == 1
     untied = build_unet(**{**args, **UNTIE})

@@ -283,6 +283,17 @@ class RecurrentConvBlock(layers.Layer):
             h = self.drop(h, training=training)
         return h
 
+    def _trackable_children(self, save_type="checkpoint", **kwargs):
+        # Keras (3.15, TensorFlow backend) hands tf.saved_model only its top-level
+        # tracked lists as plain lists; the inner lists of `use_norms` stayed Keras
+        # TrackedLists, which TensorFlow does not track, so `tf.saved_model.save`
+        # refused every per-use norm as an untracked resource. Give it plain lists
+        # all the way down (the `.keras` format walks attributes, unaffected).
+        children = super()._trackable_children(save_type, **kwargs)
+        if save_type == "savedmodel" and self.use_norms:
+            children["use_norms"] = [list(norms) for norms in self.use_norms]
+        return children
+
     def compute_output_shape(self, input_shape):
         return tuple(_concatenated_shape(input_shape)[:-1]) + (self.filters,)
 
