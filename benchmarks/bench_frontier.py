@@ -2,7 +2,8 @@
 
     SEGTIE_MANUAL_DIR=../shared/data nice -n 19 python benchmarks/bench_frontier.py \
         [--config kvasir_seg] [--budgets 15000 50000 120000 250000 500000] \
-        [--families plain tied tied3 tied_levels untied tied_norms bank3 levels_bank basis] \
+        [--families plain tied tied3 tied_levels untied tied_norms bank3 levels_bank basis
+                    basis_ortho] \
         [--set train.epochs=24 ...] \
         [--out runs/frontier] [--table-only]
 
@@ -41,6 +42,9 @@ width whose weights fit (:mod:`segtie.nn.budget`), and the family's overrides:
   ``levels_bank`` every use gets its own kernel, but the basis's weights are linear
   in the width, so it is wider than ``tied_levels``, and it keeps its tying in
   LiteRT files.
+- ``basis_ortho``: ``basis`` trained with Kang et al.'s orthogonality regulariser
+  (``model.basis_orthogonality: 10``, the weight of their published runs): the same
+  model and parameters, only the loss differs.
 
 Every point is trained the same way (the recipe's pipeline, loss, optimizer,
 schedule, seed, image size and epochs; ``train.max_minutes`` off) by
@@ -97,6 +101,9 @@ FAMILIES = {
               "model.level_projection=true", "model.width_multiplier=1",
               "model.basis_ratio=0.25", "model.basis_unique=1"],
 }
+# Kang et al.'s full recipe: the basis above with their orthogonality regulariser
+# (lambda 10 on the mean similarity, the weight of their code's CIFAR/ImageNet runs).
+FAMILIES["basis_ortho"] = FAMILIES["basis"] + ["model.basis_orthogonality=10"]
 BUDGETS = (15_000, 50_000, 120_000, 250_000, 500_000)
 POINT_TAG = "segtie.frontier_point"
 ROW_FILE = "frontier_row.json"

@@ -132,10 +132,53 @@ def test_basis_gradient_is_the_sum_over_an_untied_copy_per_use(unique_size, num_
     (dict(basis_size=2, kernel_size=2), r"`kernel_size` must be odd, received 2"),
     (dict(basis_size=2, spatial_dims=1), r"`spatial_dims` must be one of \[2, 3\]"),
     (dict(basis_size=2, factored="yes"), r"`factored` must be None, True or False, received"),
+    (dict(basis_size=2, orthogonality=-1.0), r"`orthogonality` must be a number >= 0, received"),
 ])
 def test_bad_layer_arguments_name_the_key(kwargs, message):
     with pytest.raises(ValueError, match=message):
         FilterBasis(F, **kwargs)
+
+
+def _similarity_by_hand(basis, unique):
+    """Kang et al.'s mean over the shared rows and each use's own block, with numpy."""
+    s = basis.shape[-1]
+    rows = [basis.reshape(-1, s).T] + [unique[u].reshape(-1, unique.shape[-1]).T
+                                       for u in range(len(unique))]
+    gram = np.concatenate(rows) @ np.concatenate(rows).T
+    d = (gram - np.eye(len(gram))) ** 2
+    total, count = d[:s].sum(), d[:s].size
+    for u in range(len(unique)):
+        r = unique.shape[-1]
+        block = d[s + u * r:s + (u + 1) * r, s + u * r:s + (u + 1) * r]
+        total, count = total + block.sum(), count + block.size
+    return total / count
+
+
+def test_the_orthogonality_regulariser_is_the_basis_similarity_once_per_forward_pass():
+    lam, c = 10.0, X.shape[-1]
+    layer = FilterBasis(F, basis_size=3, num_uses=2, unique_size=2, orthogonality=lam)
+    layer(X, use=0)
+    expected = _similarity_by_hand(layer.basis.numpy(), layer.unique.numpy())
+    assert expected > 0.05  # he_normal filters are far from orthonormal
+    np.testing.assert_allclose(float(layer.similarity()), expected, rtol=1e-5)
+
+    # Orthonormal filters (rows of an orthogonal matrix, each use's own block too;
+    # the cross terms between two uses' own filters are not counted): similarity 0.
+    q = np.linalg.qr(RNG.normal(size=(9 * c, 9 * c)))[0].T
+    layer.basis.assign(q[:3].T.reshape(3, 3, c, 3))
+    layer.unique.assign(np.stack([q[3:5].T.reshape(3, 3, c, 2)] * 2))
+    np.testing.assert_allclose(float(layer.similarity()), 0.0, atol=1e-10)
+
+    # In fit, a pass calling both uses adds lambda * similarity to a zero task loss.
+    fresh = FilterBasis(F, basis_size=3, num_uses=2, unique_size=2, orthogonality=lam)
+    inputs = keras.Input(X.shape[1:])
+    model = keras.Model(inputs, fresh(inputs, use=0) + fresh(inputs, use=1))
+    model.compile(optimizer=keras.optimizers.SGD(0.0), loss=lambda y, p: 0.0 * p)
+    before = _similarity_by_hand(fresh.basis.numpy(), fresh.unique.numpy())
+    loss = model.fit(X, np.zeros(X.shape[:-1] + (F,)), epochs=1, verbose=0).history["loss"]
+    np.testing.assert_allclose(loss, [lam * before], rtol=1e-5)
+    model(X, training=False)  # inference adds nothing
+    assert model.losses == []
 
 
 def test_a_use_outside_the_basis_is_refused():
@@ -164,6 +207,7 @@ def test_a_block_with_a_basis_shares_it_across_sites_and_iterations(tmp_path):
     (dict(basis_size=2, tied=False), r"`basis_size` >= 1 .* needs `tied=True`"),
     (dict(basis_size=2, num_templates=2), r"`basis_size` >= 1 .* `num_templates=0`"),
     (dict(basis_unique=1), r"`basis_unique` = 1 .* needs `basis_size` >= 1"),
+    (dict(basis_orthogonality=1.0), r"`basis_orthogonality` = 1.0 .* needs `basis_size` >= 1"),
     (dict(basis_size=-1), r"`basis_size` must be an integer >= 0, received -1"),
 ])
 def test_bad_block_arguments_name_the_key(kwargs, message):

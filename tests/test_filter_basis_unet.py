@@ -160,6 +160,27 @@ def test_a_basis_use_is_the_untied_computation_at_the_factored_cost():
     assert profile.conv_macs(uses_u) - profile.conv_macs(uses_b) == positions * (144 - 120)
 
 
+def test_the_orthogonality_regulariser_adds_lambda_times_each_basis_similarity(tmp_path):
+    """Every use of a basis is called once per forward pass (3 levels x 2 iterations
+    in the encoder, 2 x 2 in the decoder), so the model's losses in training are
+    ``lambda`` times the sum of its bases' similarities; the weight survives .keras."""
+    from segtie.nn import FilterBasis
+
+    model = build_unet(**LEVELS_BASIS, basis_orthogonality=5.0)
+    bases = [layer.basis for layer in (model.get_layer("encoder"), model.get_layer("decoder"))]
+    assert [b.num_uses for b in bases] == [6, 4] and all(b.orthogonality == 5.0 for b in bases)
+    x = np.random.default_rng(0).random((2, *SIZE, 3), dtype=np.float32)
+    model(x, training=True)
+    expected = 5.0 * sum(float(b.similarity()) for b in bases)
+    np.testing.assert_allclose(float(sum(model.losses)), expected, rtol=1e-5)
+    assert len(model.losses) == 10 and expected > 0.1
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
+    assert [layer.orthogonality for layer in loaded._flatten_layers()
+            if isinstance(layer, FilterBasis)] == [5.0, 5.0]
+    assert parameter_count(**LEVELS_BASIS) == model.count_params()  # no weights added
+
+
 @pytest.mark.parametrize("model, message", [
     ({"basis_size": 2, "tied": False},
      r"`model.basis_size` = 2 .* needs `model.tied: true`, received `model.tied: false`"),
@@ -168,6 +189,9 @@ def test_a_basis_use_is_the_untied_computation_at_the_factored_cost():
     ({"basis_size": 2, "basis_ratio": 0.5},
      r"`model.basis_size` = 2 and `model.basis_ratio` = 0.5 both size the filter basis"),
     ({"basis_unique": 1}, r"`model.basis_unique` = 1 .* needs `model.basis_size` >= 1"),
+    ({"basis_orthogonality": 10.0},
+     r"`model.basis_orthogonality` = 10.0 regularises a shared filter basis: it needs"),
+    ({"basis_orthogonality": -1.0}, r"`model.basis_orthogonality` must be >= 0.0"),
     ({"basis_size": -1}, r"`model.basis_size` must be >= 0, received -1"),
     ({"basis_size": 140, "basis_unique": 5, "base_filters": 16},
      r"`model.basis_size` = 140 with `model.basis_unique` = 5 gives 145 basis filters, "
@@ -207,6 +231,11 @@ def test_the_scheme_is_named_and_described():
     text = describe_scheme(LEVELS_BASIS)
     assert "shared basis of 2 filters (basis_size: 2)" in text
     assert "and 1 filters of its own (basis_unique: 1)" in text
+    assert "regulariser" not in text
+    regularised = describe_scheme(unet_arguments(cfg.ModelConfig(
+        **dict(LEVELS_BASIS, basis_orthogonality=10.0))))
+    assert regularised.endswith(", trained with their orthogonality regulariser "
+                                "(basis_orthogonality: 10).")
 
 
 EXPORT = dict(LEVELS_BASIS, base_filters=8, basis_size=3, norm="instance")

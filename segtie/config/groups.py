@@ -51,6 +51,9 @@ class ModelConfig:
     ``basis_unique`` filters of its own, with its own 1x1 coefficients;
     ``basis_ratio`` sizes the basis as that fraction of each block's width instead
     (so it follows the width a budget picks). It needs ``tied: true`` and no bank.
+    ``basis_orthogonality: lambda`` (0 = off) adds Kang et al.'s orthogonality
+    regulariser of each basis, ``lambda`` times its basis similarity
+    (:meth:`segtie.nn.FilterBasis.similarity`), to the training loss.
     """
 
     in_channels: int = _field(3, low=1)
@@ -77,6 +80,7 @@ class ModelConfig:
     basis_size: int = _field(0, low=0)  # >= 1: a shared filter basis of this many filters
     basis_unique: int = _field(0, low=0)  # per-use basis filters added to the shared ones
     basis_ratio: float = _field(0.0, low=0.0)  # > 0: basis_size = this x the block's width
+    basis_orthogonality: float = _field(0.0, low=0.0)  # Kang et al.'s regulariser weight
 
 
 @dataclasses.dataclass(frozen=True)

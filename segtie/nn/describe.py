@@ -68,6 +68,9 @@ def describe_scheme(args: dict) -> str:
                  f"basis of {size}" + (f" and {unique} filters of its own (basis_unique: "
                                        f"{unique})" if unique else "")
                  + ", Kang et al.'s shared filter basis")
+        if args.get("basis_orthogonality", 0):
+            text += (f", trained with their orthogonality regulariser (basis_orthogonality: "
+                     f"{args['basis_orthogonality']:g})")
     recurrences = args.get("num_recurrences", 1)
     if recurrences > 1:
         text += (f"; the whole network runs {recurrences} passes with the same weights "

@@ -103,6 +103,11 @@ class FilterBasis(PerUseConvolution):
         spatial_dims: 2 (default; images) or 3 (volumes).
         use_bias: bool, default True: one bias shared by every use.
         factored: None (default: the cheaper way), True or False (see above).
+        orthogonality: float >= 0, default 0: weight ``lambda`` of Kang et al.'s
+            orthogonality regulariser (:meth:`similarity`). In training each call
+            adds ``lambda / U * similarity()`` to the layer's losses, so a forward
+            pass that calls every use once adds ``lambda * similarity()`` (Keras'
+            ``fit`` adds ``model.losses`` to the loss it minimises).
 
     Shapes:
         input ``(batch, *spatial, C_in)`` -> output ``(batch, *spatial, F)``, with
@@ -112,8 +117,8 @@ class FilterBasis(PerUseConvolution):
 
     Raises:
         ValueError: a count below its minimum, an even ``kernel_size``,
-            ``spatial_dims`` not 2 or 3, ``factored`` not None/bool, or a ``use``
-            outside ``[0, num_uses)``.
+            ``spatial_dims`` not 2 or 3, ``factored`` not None/bool, a negative
+            ``orthogonality``, or a ``use`` outside ``[0, num_uses)``.
 
     References:
         Kang, Kim & Lee, "Learning Deeply Shared Filter Bases for Efficient
@@ -121,7 +126,7 @@ class FilterBasis(PerUseConvolution):
     """
 
     def __init__(self, filters, basis_size, num_uses=1, unique_size=0, kernel_size=3,
-                 spatial_dims=2, use_bias=True, factored=None, **kwargs):
+                 spatial_dims=2, use_bias=True, factored=None, orthogonality=0.0, **kwargs):
         super().__init__(filters, num_uses=num_uses, kernel_size=kernel_size,
                          spatial_dims=spatial_dims, use_bias=use_bias, **kwargs)
         check_int("basis_size", basis_size, 1)
@@ -129,9 +134,13 @@ class FilterBasis(PerUseConvolution):
         if factored not in (None, True, False):
             raise ValueError(f"`factored` must be None, True or False, received "
                              f"{factored!r} of type {type(factored).__name__}")
+        if not isinstance(orthogonality, (int, float)) or not orthogonality >= 0:
+            raise ValueError(f"`orthogonality` must be a number >= 0, received "
+                             f"{orthogonality!r}")
         self.basis_size = basis_size
         self.unique_size = unique_size
         self.factored = factored
+        self.orthogonality = float(orthogonality)
 
     def build(self, input_shape):
         c_in, k = int(input_shape[-1]), (self.kernel_size,) * self.spatial_dims
@@ -163,8 +172,39 @@ class FilterBasis(PerUseConvolution):
         """``W_use``, float32 ``(*k, C_in, F)``: the composite kernel of ``use``."""
         return ops.tensordot(self.basis_for(use), self.coefficients[use], axes=1)
 
-    def call(self, inputs, use=0):
+    def similarity(self):
+        """Kang et al.'s basis similarity: how far the basis filters are from orthonormal.
+
+        With every basis filter flattened to a row of ``G = K C_in`` weights (the
+        ``s`` shared ones, then each use's ``r`` own ones: ``B``, ``(s + U r, G)``)
+        and ``D = (B B^T - I) ** 2`` elementwise, the mean of ``D`` over the entries
+        that pair a shared filter with any filter (``s (s + U r)`` of them) and
+        those that pair two own filters of the same use (``U r ** 2``)::
+
+            similarity = (sum D[:s, :] + sum_u sum D[u's block]) / (s (s + U r) + U r^2)
+
+        0 exactly when those filters are orthonormal. Returns a float32 scalar.
+
+        Reference: Kang, Kim & Lee, NeurIPS 2020, Sec. 3.2 (orthogonality
+        regularisation of the shared and non-shared basis filters; their code
+        averages these entries and weights the mean by ``lambda``).
+        """
+        s, r, u = self.basis_size, self.unique_size, self.num_uses
+        rows = ops.transpose(ops.reshape(self.basis, (-1, s)))  # (s, G)
+        if self.unique is not None:
+            own = ops.reshape(ops.moveaxis(self.unique, -1, 1), (u * r, -1))  # (U r, G)
+            rows = ops.concatenate([rows, own], axis=0)
+        d = ops.square(ops.matmul(rows, ops.transpose(rows)) - ops.eye(s + u * r))
+        total, count = ops.sum(d[:s]), s * (s + u * r)
+        for use in range(u if r else 0):
+            block = d[s + use * r:s + (use + 1) * r, s + use * r:s + (use + 1) * r]
+            total, count = total + ops.sum(block), count + r * r
+        return total / count
+
+    def call(self, inputs, use=0, training=None):
         use = self.check_use(use)
+        if training and self.orthogonality:
+            self.add_loss(self.orthogonality / self.num_uses * self.similarity())
         if self.runs_factored:
             maps = self.convolve(inputs, self.basis)
             if self.unique is not None:
@@ -179,5 +219,5 @@ class FilterBasis(PerUseConvolution):
     def get_config(self):
         config = super().get_config()
         config.update(basis_size=self.basis_size, unique_size=self.unique_size,
-                      factored=self.factored)
+                      factored=self.factored, orthogonality=self.orthogonality)
         return config

@@ -117,6 +117,8 @@ class RecurrentConvBlock(layers.Layer):
             (:meth:`bank_use`). Needs ``tied=True`` and ``num_templates=0``.
         basis_unique: int >= 0, default 0: basis filters of each use's own (needs
             ``basis_size >= 1``).
+        basis_orthogonality: float >= 0, default 0: the basis's orthogonality
+            regulariser weight (``FilterBasis(orthogonality=...)``).
         norm_per_use: bool, give every call site its own normalizations (default
             False: all call sites share them). Convolutions are shared either way.
             Adds ``(num_uses - 1)`` times the norms above.
@@ -141,12 +143,14 @@ class RecurrentConvBlock(layers.Layer):
         ValueError: ``filters``, ``num_iterations`` or ``num_uses`` < 1, unknown
             ``norm``, ``spatial_dims`` not 2 or 3, a ``use`` outside ``[0, num_uses)``,
             ``num_templates`` < 0 or >= 1 with ``tied=False``, a basis with
-            ``tied=False`` or a bank, ``basis_unique`` without ``basis_size``.
+            ``tied=False`` or a bank, ``basis_unique`` or ``basis_orthogonality``
+            without ``basis_size``.
     """
 
     def __init__(self, filters, num_iterations=2, norm="batch", norm_per_iteration=False,
                  tied=True, dropout=0.0, num_uses=1, norm_per_use=False, recompute=False,
-                 spatial_dims=2, num_templates=0, basis_size=0, basis_unique=0, **kwargs):
+                 spatial_dims=2, num_templates=0, basis_size=0, basis_unique=0,
+                 basis_orthogonality=0.0, **kwargs):
         super().__init__(**kwargs)
         check_int("filters", filters, 1)
         check_int("num_iterations", num_iterations, 1)
@@ -159,9 +163,11 @@ class RecurrentConvBlock(layers.Layer):
                              f"{num_templates} with tied={tied!r}")
         check_int("basis_size", basis_size, 0)
         check_int("basis_unique", basis_unique, 0)
-        if basis_unique and not basis_size:
-            raise ValueError(f"`basis_unique` = {basis_unique} adds filters to a shared "
-                             f"basis and needs `basis_size` >= 1, received basis_size=0")
+        for key, value in (("basis_unique", basis_unique),
+                           ("basis_orthogonality", basis_orthogonality)):
+            if value and not basis_size:
+                raise ValueError(f"`{key}` = {value} acts on a shared filter basis and "
+                                 f"needs `basis_size` >= 1, received basis_size=0")
         if basis_size and (not tied or num_templates):
             raise ValueError(f"`basis_size` >= 1 replaces the tied kernel by a filter basis "
                              f"and needs `tied=True` and `num_templates=0`, received "
@@ -184,6 +190,7 @@ class RecurrentConvBlock(layers.Layer):
         self.num_templates = num_templates
         self.basis_size = basis_size
         self.basis_unique = basis_unique
+        self.basis_orthogonality = float(basis_orthogonality)
 
     def _make_norm(self, name):
         return make_norm(self.norm, name, dtype=self.dtype_policy)
@@ -207,6 +214,7 @@ class RecurrentConvBlock(layers.Layer):
         self.basis = (FilterBasis(self.filters, self.basis_size,
                                   num_uses=self.num_uses * self.num_iterations,
                                   unique_size=self.basis_unique,
+                                  orthogonality=self.basis_orthogonality,
                                   spatial_dims=self.spatial_dims, dtype=self.dtype_policy,
                                   name="filter_basis") if self.basis_size else None)
         n_norms = self.num_iterations if self.norm_per_iteration else 1
@@ -304,5 +312,6 @@ class RecurrentConvBlock(layers.Layer):
                       tied=self.tied, dropout=self.dropout, num_uses=self.num_uses,
                       norm_per_use=self.norm_per_use, recompute=self.recompute,
                       spatial_dims=self.spatial_dims, num_templates=self.num_templates,
-                      basis_size=self.basis_size, basis_unique=self.basis_unique)
+                      basis_size=self.basis_size, basis_unique=self.basis_unique,
+                      basis_orthogonality=self.basis_orthogonality)
         return config

@@ -77,7 +77,8 @@ class _Net:
                      norm_per_iteration=args["norm_per_iteration"], tied=args["tied"],
                      dropout=args["dropout"], recompute=args["recompute"],
                      spatial_dims=dims, num_templates=args["num_templates"],
-                     basis_unique=args["basis_unique"])
+                     basis_unique=args["basis_unique"],
+                     basis_orthogonality=args["basis_orthogonality"])
 
         def basis(width):  # the shared basis filters of a block of this width
             return basis_filters(width, args["basis_size"], args["basis_ratio"])
@@ -146,7 +147,8 @@ def build_unet(in_channels=3, num_classes=1, base_filters=16, depth=4, num_itera
                width_multiplier=2, tie_levels=False, tie_decoder=False,
                level_projection=False, norm_per_level=True, num_recurrences=1,
                recompute=False, tie_recurrences=True, spatial_dims=2, num_templates=0,
-               basis_size=0, basis_unique=0, basis_ratio=0.0, name="recurrent_unet"):
+               basis_size=0, basis_unique=0, basis_ratio=0.0, basis_orthogonality=0.0,
+               name="recurrent_unet"):
     """Build the (recurrent, tied) U-Net; see the module docstring for the schemes.
 
     Args:
@@ -176,6 +178,9 @@ def build_unet(in_channels=3, num_classes=1, base_filters=16, depth=4, num_itera
         basis_ratio: float >= 0, default 0 (off): instead of ``basis_size``, a block
             of width ``F`` gets ``max(1, round(basis_ratio * F))`` basis filters
             (:func:`~segtie.nn.unet_rules.basis_filters`).
+        basis_orthogonality: float >= 0, default 0 (off): weight of every basis's
+            orthogonality regulariser (:meth:`~segtie.nn.FilterBasis.similarity`),
+            added to the model's losses in training.
         name: model name.
 
     Returns:

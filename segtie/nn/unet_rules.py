@@ -40,7 +40,7 @@ def basis_filters(width: int, basis_size: int = 0, basis_ratio: float = 0.0) -> 
 
 
 def _check_basis(prefix, base_filters, num_templates, tied, basis_size, basis_unique,
-                 basis_ratio, sized_by_budget, spatial_dims):
+                 basis_ratio, sized_by_budget, spatial_dims, basis_orthogonality=0.0):
     """The filter basis's rules (``basis_size``/``basis_ratio``/``basis_unique``)."""
     check_int(prefix + "basis_size", basis_size, 0)
     check_int(prefix + "basis_unique", basis_unique, 0)
@@ -54,10 +54,16 @@ def _check_basis(prefix, base_filters, num_templates, tied, basis_size, basis_un
                          f"other to 0")
     on = f"`{prefix}basis_size` = {basis_size}" if basis_size else (
         f"`{prefix}basis_ratio` = {basis_ratio}")
-    if basis_unique and not (basis_size or basis_ratio):
-        raise ValueError(f"`{prefix}basis_unique` = {basis_unique} adds per-use filters to "
-                         f"a shared filter basis: it needs `{prefix}basis_size` >= 1 or "
-                         f"`{prefix}basis_ratio` > 0, received neither")
+    if (not isinstance(basis_orthogonality, (int, float)) or isinstance(basis_orthogonality, bool)
+            or not 0 <= basis_orthogonality < float("inf")):
+        raise ValueError(f"`{prefix}basis_orthogonality` must be a number >= 0, received "
+                         f"{basis_orthogonality!r}")
+    for key, value, what in (("basis_unique", basis_unique, "adds per-use filters to"),
+                             ("basis_orthogonality", basis_orthogonality, "regularises")):
+        if value and not (basis_size or basis_ratio):
+            raise ValueError(f"`{prefix}{key}` = {value} {what} a shared filter basis: it "
+                             f"needs `{prefix}basis_size` >= 1 or `{prefix}basis_ratio` > 0, "
+                             f"received neither")
     if not (basis_size or basis_ratio):
         return
     if num_templates:
@@ -82,7 +88,7 @@ def check_unet_arguments(in_channels, num_classes, base_filters, depth, num_iter
                          width_multiplier, num_recurrences, norm, tie_levels, tie_decoder,
                          level_projection, sized_by_budget=False, prefix="", spatial_dims=2,
                          num_templates=0, tied=True, basis_size=0, basis_unique=0,
-                         basis_ratio=0.0, **_):
+                         basis_ratio=0.0, basis_orthogonality=0.0, **_):
     """Reject impossible combinations: the one home of the tying rules.
 
     Every key is named as ``{prefix}{key}``, so the config's check
@@ -99,7 +105,8 @@ def check_unet_arguments(in_channels, num_classes, base_filters, depth, num_iter
             bank without ``tied`` or with more templates than a block's uses, a filter
             basis without ``tied``, with a bank, with both ``basis_size`` and
             ``basis_ratio``, or with more filters than a kernel's fan-in
-            (``3 ** spatial_dims * base_filters``), ``basis_unique`` without a basis;
+            (``3 ** spatial_dims * base_filters``), ``basis_unique`` or
+            ``basis_orthogonality`` without a basis, a negative ``basis_orthogonality``;
             the message names the key, the rule and the value received.
     """
     counts = dict(in_channels=in_channels, num_classes=num_classes,
@@ -140,7 +147,7 @@ def check_unet_arguments(in_channels, num_classes, base_filters, depth, num_iter
             f"level; `{prefix}tie_levels`/`{prefix}tie_decoder` share a block across "
             f"levels): more templates than uses only add weights, received {num_templates}")
     _check_basis(prefix, base_filters, num_templates, tied, basis_size, basis_unique,
-                 basis_ratio, sized_by_budget, spatial_dims)
+                 basis_ratio, sized_by_budget, spatial_dims, basis_orthogonality)
 
 
 def check_batch_norm_sharing(norm, num_iterations, norm_per_iteration, num_recurrences,
