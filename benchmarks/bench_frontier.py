@@ -3,7 +3,7 @@
     SEGTIE_MANUAL_DIR=../shared/data nice -n 19 python benchmarks/bench_frontier.py \
         [--config kvasir_seg] [--budgets 15000 50000 120000 250000 500000] \
         [--families plain tied tied3 tied_levels untied tied_norms bank3 levels_bank basis
-                    basis_ortho] \
+                    basis_ortho peer_unet peer_r2_unet] \
         [--set train.epochs=24 ...] \
         [--out runs/frontier] [--table-only]
 
@@ -45,6 +45,9 @@ width whose weights fit (:mod:`segtie.nn.budget`), and the family's overrides:
 - ``basis_ortho``: ``basis`` trained with Kang et al.'s orthogonality regulariser
   (``model.basis_orthogonality: 10``, the weight of their published runs): the same
   model and parameters, only the loss differs.
+- ``peer_unet``, ``peer_r2_unet``: keras-unet-collection's U-Net and R2U-Net (a new
+  kernel per recurrent step, 2 steps), at the widest base width whose parameters fit
+  the budget (``_frontier_peers.peer_width``), trained by the same ``train``.
 
 Every point is trained the same way (the recipe's pipeline, loss, optimizer,
 schedule, seed, image size and epochs; ``train.max_minutes`` off) by
@@ -77,6 +80,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_kvasir  # noqa: E402
+from _frontier_peers import PEER_FAMILIES, peer_width  # noqa: E402
 from _common import conv_profile, markdown_table  # noqa: E402
 from _machine import machine_header  # noqa: E402
 from segtie import config as cfg  # noqa: E402
@@ -104,6 +108,9 @@ FAMILIES = {
 # Kang et al.'s full recipe: the basis above with their orthogonality regulariser
 # (lambda 10 on the mean similarity, the weight of their code's CIFAR/ImageNet runs).
 FAMILIES["basis_ortho"] = FAMILIES["basis"] + ["model.basis_orthogonality=10"]
+# The peers (keras-unet-collection, `pip install -e '.[bench]'`), sized in point_config.
+FAMILIES.update({family: [f"model.num_iterations={n}"]
+                 for family, (_, n) in PEER_FAMILIES.items()})
 BUDGETS = (15_000, 50_000, 120_000, 250_000, 500_000)
 POINT_TAG = "segtie.frontier_point"
 ROW_FILE = "frontier_row.json"
@@ -114,9 +121,13 @@ def point_config(args, family: str, budget: int) -> cfg.Config:
     """The recipe with the family's overrides, the budget, equal epochs and output folders."""
     base = cfg.load_config(args.config, bench_kvasir.EQUAL_EPOCHS + args.overrides)
     folder = Path(args.out) / base.data.name / f"{family}-{budget}"
+    size = [f"model.param_budget={budget}"]
+    if family in PEER_FAMILIES:  # segtie's budget sizes segtie models: count the peer's
+        peer = cfg.load_config(args.config, bench_kvasir.EQUAL_EPOCHS + args.overrides
+                               + FAMILIES[family])
+        size = [f"model.base_filters={peer_width(PEER_FAMILIES[family][0], peer, budget)}"]
     return cfg.load_config(args.config, bench_kvasir.EQUAL_EPOCHS + args.overrides
-                           + FAMILIES[family] + [f"model.param_budget={budget}",
-                                                 f"train.output_dir={folder / 'train'}",
+                           + FAMILIES[family] + size + [f"train.output_dir={folder / 'train'}",
                                                  f"eval.output_dir={folder / 'eval'}",
                                                  f"tracking.experiment=frontier-{base.data.name}"])
 
@@ -164,15 +175,17 @@ def train_point(config: cfg.Config, family: str, budget: int, key: str) -> dict:
     """Train and score one point; its row, recorded on its MLflow training run."""
     import keras
 
+    model_key = PEER_FAMILIES.get(family, ("tied",))[0]
     keras.utils.set_random_seed(config.train.seed)
-    model, _ = bench_kvasir.build("tied", config)
+    model, _ = bench_kvasir.build(model_key, config)
     inference = getattr(model, "inference_model", model)
     extra = {"family": family, "budget": budget, "point": key,
              "flops_per_image": conv_profile(inference, config.data.image_size)["flops_per_image"],
              "keras_bytes": model_file_bytes(inference),
-             "base_filters": base_width(inference)}
+             "base_filters": (config.model.base_filters if family in PEER_FAMILIES
+                              else base_width(inference))}
     del model, inference
-    row = {**bench_kvasir.run_model("tied", config, 0), **extra}
+    row = {**bench_kvasir.run_model(model_key, config, 0), **extra}
     row["key"] = family
     if "error" not in row and row.get("mlflow_train_run_id"):
         client, _ = _client(config)
