@@ -36,11 +36,11 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
-from segtie.nn.checks import check_int
-from segtie.nn.dims import check_spatial_dims, layer_class
+from segtie.nn.dims import layer_class
 from segtie.nn.filter_basis import FilterBasis
-from segtie.nn.norms import NORMS, make_norm
+from segtie.nn.norms import make_norm
 from segtie.nn.template_bank import TemplateBank
+from segtie.nn.unet_rules import check_block_arguments
 
 
 def _concatenated_shape(input_shape) -> tuple:
@@ -152,31 +152,9 @@ class RecurrentConvBlock(layers.Layer):
                  spatial_dims=2, num_templates=0, basis_size=0, basis_unique=0,
                  basis_orthogonality=0.0, **kwargs):
         super().__init__(**kwargs)
-        check_int("filters", filters, 1)
-        check_int("num_iterations", num_iterations, 1)
-        check_int("num_uses", num_uses, 1)
-        check_spatial_dims(spatial_dims)
-        check_int("num_templates", num_templates, 0)
-        if num_templates and not tied:
-            raise ValueError(f"`num_templates` >= 1 replaces the tied kernel by a template "
-                             f"bank and needs `tied=True`, received num_templates="
-                             f"{num_templates} with tied={tied!r}")
-        check_int("basis_size", basis_size, 0)
-        check_int("basis_unique", basis_unique, 0)
-        for key, value in (("basis_unique", basis_unique),
-                           ("basis_orthogonality", basis_orthogonality)):
-            if value and not basis_size:
-                raise ValueError(f"`{key}` = {value} acts on a shared filter basis and "
-                                 f"needs `basis_size` >= 1, received basis_size=0")
-        if basis_size and (not tied or num_templates):
-            raise ValueError(f"`basis_size` >= 1 replaces the tied kernel by a filter basis "
-                             f"and needs `tied=True` and `num_templates=0`, received "
-                             f"basis_size={basis_size} with tied={tied!r}, "
-                             f"num_templates={num_templates}")
-        if norm not in NORMS:
-            raise ValueError(f"`norm` must be one of {list(NORMS)}, received {norm!r}")
-        if not 0.0 <= float(dropout) < 1.0:
-            raise ValueError(f"`dropout` must be in [0, 1), received {dropout!r}")
+        check_block_arguments(filters, num_iterations, norm, tied, dropout, num_uses,
+                              spatial_dims, num_templates, basis_size, basis_unique,
+                              basis_orthogonality)
         self.filters = filters
         self.num_iterations = num_iterations
         self.norm = norm

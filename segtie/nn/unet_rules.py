@@ -2,7 +2,8 @@
 
 :func:`check_unet_arguments` is the one home of the tying rules (a new scheme adds
 its rule here); :func:`check_batch_norm_sharing` refuses a batch norm shared by the
-uses of a tied kernel where its statistics would mix. :func:`segtie.nn.unet.build_unet`
+uses of a tied kernel where its statistics would mix; :func:`check_block_arguments`
+holds the rules of one block. :func:`segtie.nn.unet.build_unet`
 and the config checks (:func:`segtie.nn.builder.check_model`) both call them, so an
 impossible model is refused with the ``model.<key>`` it breaks, before anything is built.
 """
@@ -13,8 +14,8 @@ from segtie.nn.checks import check_int
 from segtie.nn.dims import check_spatial_dims
 from segtie.nn.norms import NORMS
 
-__all__ = ["basis_filters", "check_batch_norm_sharing", "check_unet_arguments",
-           "image_channels", "level_widths"]
+__all__ = ["basis_filters", "check_batch_norm_sharing", "check_block_arguments",
+           "check_unet_arguments", "image_channels", "level_widths"]
 
 
 def level_widths(base_filters: int, width_multiplier: int, depth: int) -> list:
@@ -148,6 +149,41 @@ def check_unet_arguments(in_channels, num_classes, base_filters, depth, num_iter
             f"levels): more templates than uses only add weights, received {num_templates}")
     _check_basis(prefix, base_filters, num_templates, tied, basis_size, basis_unique,
                  basis_ratio, sized_by_budget, spatial_dims, basis_orthogonality)
+
+
+def check_block_arguments(filters, num_iterations, norm, tied, dropout, num_uses,
+                          spatial_dims, num_templates, basis_size, basis_unique,
+                          basis_orthogonality):
+    """The rules of one :class:`~segtie.nn.RecurrentConvBlock` (its keyword names).
+
+    Raises:
+        ValueError: see the block's docstring; the message names the argument.
+    """
+    check_int("filters", filters, 1)
+    check_int("num_iterations", num_iterations, 1)
+    check_int("num_uses", num_uses, 1)
+    check_spatial_dims(spatial_dims)
+    check_int("num_templates", num_templates, 0)
+    if num_templates and not tied:
+        raise ValueError(f"`num_templates` >= 1 replaces the tied kernel by a template "
+                         f"bank and needs `tied=True`, received num_templates="
+                         f"{num_templates} with tied={tied!r}")
+    check_int("basis_size", basis_size, 0)
+    check_int("basis_unique", basis_unique, 0)
+    for key, value in (("basis_unique", basis_unique),
+                       ("basis_orthogonality", basis_orthogonality)):
+        if value and not basis_size:
+            raise ValueError(f"`{key}` = {value} acts on a shared filter basis and "
+                             f"needs `basis_size` >= 1, received basis_size=0")
+    if basis_size and (not tied or num_templates):
+        raise ValueError(f"`basis_size` >= 1 replaces the tied kernel by a filter basis "
+                         f"and needs `tied=True` and `num_templates=0`, received "
+                         f"basis_size={basis_size} with tied={tied!r}, "
+                         f"num_templates={num_templates}")
+    if norm not in NORMS:
+        raise ValueError(f"`norm` must be one of {list(NORMS)}, received {norm!r}")
+    if not 0.0 <= float(dropout) < 1.0:
+        raise ValueError(f"`dropout` must be in [0, 1), received {dropout!r}")
 
 
 def check_batch_norm_sharing(norm, num_iterations, norm_per_iteration, num_recurrences,
