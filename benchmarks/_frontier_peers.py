@@ -38,9 +38,10 @@ def peer_width(key: str, config: cfg.Config, budget: int, widest: int = 256) -> 
     Raises:
         ValueError: even width 1 has more than ``budget`` parameters.
     """
-    if peer_params(key, config, 1) > budget:
-        raise ValueError(f"{key} at base width 1 has {peer_params(key, config, 1):,} "
-                         f"parameters, more than the budget {budget:,}")
+    smallest = peer_params(key, config, 1)
+    if smallest > budget:
+        raise ValueError(f"{key} at base width 1 has {smallest:,} parameters, more than "
+                         f"the budget {budget:,}")
     low, high = 1, widest  # invariant: low fits
     while low < high:
         mid = (low + high + 1) // 2

@@ -12,3 +12,15 @@ def check_int(name: str, value, low: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < low:
         raise ValueError(f"`{name}` must be an integer >= {low}, received {value!r} "
                          f"of type {type(value).__name__}")
+
+
+def check_nonnegative(name: str, value) -> None:
+    """Raise ``ValueError`` unless ``value`` is a finite int or float (not a bool) >= 0.
+
+    Raises:
+        ValueError: naming ``name`` and the value received with its type.
+    """
+    if (not isinstance(value, (int, float)) or isinstance(value, bool)
+            or not 0 <= value < float("inf")):
+        raise ValueError(f"`{name}` must be a number >= 0, received {value!r} "
+                         f"of type {type(value).__name__}")

@@ -30,7 +30,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from segtie.nn.checks import check_int
+from segtie.nn.checks import check_int, check_nonnegative
 from segtie.nn.per_use import PerUseConvolution
 from segtie.nn.template_bank import he_normal_templates
 
@@ -134,9 +134,7 @@ class FilterBasis(PerUseConvolution):
         if factored not in (None, True, False):
             raise ValueError(f"`factored` must be None, True or False, received "
                              f"{factored!r} of type {type(factored).__name__}")
-        if not isinstance(orthogonality, (int, float)) or not orthogonality >= 0:
-            raise ValueError(f"`orthogonality` must be a number >= 0, received "
-                             f"{orthogonality!r}")
+        check_nonnegative("orthogonality", orthogonality)
         self.basis_size = basis_size
         self.unique_size = unique_size
         self.factored = factored

@@ -10,7 +10,7 @@ impossible model is refused with the ``model.<key>`` it breaks, before anything 
 
 from __future__ import annotations
 
-from segtie.nn.checks import check_int
+from segtie.nn.checks import check_int, check_nonnegative
 from segtie.nn.dims import check_spatial_dims
 from segtie.nn.norms import NORMS
 
@@ -45,20 +45,14 @@ def _check_basis(prefix, base_filters, num_templates, tied, basis_size, basis_un
     """The filter basis's rules (``basis_size``/``basis_ratio``/``basis_unique``)."""
     check_int(prefix + "basis_size", basis_size, 0)
     check_int(prefix + "basis_unique", basis_unique, 0)
-    if (not isinstance(basis_ratio, (int, float)) or isinstance(basis_ratio, bool)
-            or not 0 <= basis_ratio < float("inf")):
-        raise ValueError(f"`{prefix}basis_ratio` must be a number >= 0, received "
-                         f"{basis_ratio!r} of type {type(basis_ratio).__name__}")
+    check_nonnegative(prefix + "basis_ratio", basis_ratio)
+    check_nonnegative(prefix + "basis_orthogonality", basis_orthogonality)
     if basis_size and basis_ratio:
         raise ValueError(f"`{prefix}basis_size` = {basis_size} and `{prefix}basis_ratio` = "
                          f"{basis_ratio} both size the filter basis: set one of them, the "
                          f"other to 0")
     on = f"`{prefix}basis_size` = {basis_size}" if basis_size else (
         f"`{prefix}basis_ratio` = {basis_ratio}")
-    if (not isinstance(basis_orthogonality, (int, float)) or isinstance(basis_orthogonality, bool)
-            or not 0 <= basis_orthogonality < float("inf")):
-        raise ValueError(f"`{prefix}basis_orthogonality` must be a number >= 0, received "
-                         f"{basis_orthogonality!r}")
     for key, value, what in (("basis_unique", basis_unique, "adds per-use filters to"),
                              ("basis_orthogonality", basis_orthogonality, "regularises")):
         if value and not (basis_size or basis_ratio):
