@@ -36,7 +36,6 @@ process and file listing) rather than copied into a TFDS build that could go sta
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import logging
 import os
@@ -47,12 +46,14 @@ import numpy as np
 import tensorflow as tf
 
 from segtie.data.image_files import SUFFIXES, read_image, read_mask, to_uint8
+from segtie.data.label_values import mask_classes
+from segtie.data.sources._checked_folder import (cached_report, file_listing, generator_split,
+                                                 problem_lines, read_cases)
 from segtie.data.splits import check_split, split_ids
 
 logger = logging.getLogger(__name__)
 
 MASK_SUFFIXES = ("_mask", "_masks", "_label", "_labels", "_seg", "_gt", "-mask", "-label")
-_BINARY_VALUE_SETS = ({0, 1}, {0, 255}, {0, 65535})  # {0, max of the type}
 
 __all__ = ["MASK_SUFFIXES", "FolderCase", "FolderReport", "load_folder_split",
            "match_files", "validate_folder"]
@@ -89,9 +90,9 @@ class FolderReport:
     def raise_for_problems(self) -> None:
         """Raise ``ValueError`` listing every problem, if there is any."""
         if self.problems:
-            lines = "\n".join(f"  {p}" for p in self.problems)
             raise ValueError(f"{len(self.problems)} problem(s) in {self.folder} "
-                             f"({len(self.cases)} matched case(s)):\n{lines}")
+                             f"({len(self.cases)} matched case(s)):\n"
+                             f"{problem_lines(self.problems)}")
 
 
 def _entries(folder: Path, sub: str, problems: list[str]) -> dict[str, Path]:
@@ -161,42 +162,6 @@ def match_files(folder: os.PathLike | str) -> tuple[list[FolderCase], list[str]]
     return cases, problems
 
 
-def _label_table(label_map: Optional[dict]) -> Optional[np.ndarray]:
-    """A lookup table raw value -> class (uint8, 65536 entries), or None (binary)."""
-    if label_map is None:
-        return None
-    table = np.zeros(65536, np.uint8)
-    table[list(label_map)] = list(label_map.values())
-    return table
-
-
-def _classes(values: np.ndarray, lossy: bool, label_map: Optional[dict],
-             mask_threshold: Optional[int] = None) -> np.ndarray:
-    """Raw mask values -> ``uint8 (H, W)`` class indices; ``ValueError`` if impossible."""
-    if lossy:
-        if label_map is not None and max(label_map.values()) > 1:
-            raise ValueError("a JPEG mask is lossy and holds binary masks only, but "
-                             "`data.label_map` has more than two classes; save it as PNG")
-        return values.astype(np.uint8)
-    if mask_threshold is not None:  # binary data with stray values: config checks this
-        return (values > mask_threshold).astype(np.uint8)
-    present = set(np.unique(values).tolist())
-    if label_map is None:
-        if not any(present <= allowed for allowed in _BINARY_VALUE_SETS):
-            shown = sorted(present)[:10] + (["..."] if len(present) > 10 else [])
-            raise ValueError(f"values {shown} are not binary (0/1, 0/255 or 0/65535); set "
-                             f"`data.mask_threshold` (foreground = value > threshold) for "
-                             f"binary masks with stray values, or `data.label_map` for "
-                             f"classes")
-        return (values > 0).astype(np.uint8)
-    unknown = sorted(present - set(label_map))
-    if unknown:
-        shown = unknown[:10] + (["..."] if len(unknown) > 10 else [])
-        raise ValueError(f"values {shown} are not in the label map (keys "
-                         f"{sorted(label_map)})")
-    return _label_table(label_map)[values]
-
-
 def _read_case(case: FolderCase, folder: Path, label_map: Optional[dict],
                mask_threshold: Optional[int] = None) -> tuple[np.ndarray, np.ndarray]:
     """``(image uint8/uint16 (H, W, 3), classes uint8 (H, W))``; errors name the file."""
@@ -209,7 +174,7 @@ def _read_case(case: FolderCase, folder: Path, label_map: Optional[dict],
         errors.append(f"{rel_image}: {err}")
     try:
         values, lossy = read_mask(case.mask.read_bytes(), case.mask.name)
-        classes = _classes(values, lossy, label_map, mask_threshold)
+        classes = mask_classes(values, lossy, label_map, mask_threshold)
     except (ValueError, OSError) as err:
         errors.append(f"{rel_mask}: {err}")
     if image is not None and classes is not None and image.shape[:2] != classes.shape:
@@ -230,20 +195,6 @@ def _check_case(case: FolderCase, folder: Path, label_map: Optional[dict],
         return str(err).split("\n"), False, 0
     max_16bit = int(image.max()) if image.dtype == np.uint16 else 0
     return [], not classes.any(), max_16bit
-
-
-def _signature(folder: Path, label_map: Optional[dict], mask_threshold: Optional[int]
-               ) -> tuple:
-    files = []
-    for sub in ("images", "masks"):
-        for path in sorted((folder / sub).iterdir()):
-            stat = path.stat()
-            files.append((sub, path.name, stat.st_size, stat.st_mtime_ns))
-    labels = None if label_map is None else tuple(sorted(label_map.items()))
-    return str(folder), labels, mask_threshold, tuple(files)
-
-
-_REPORTS: dict[tuple, FolderReport] = {}
 
 
 def validate_folder(folder: os.PathLike | str, label_map: Optional[dict] = None,
@@ -267,13 +218,16 @@ def validate_folder(folder: os.PathLike | str, label_map: Optional[dict] = None,
     """
     cases, problems = match_files(folder)
     root = Path(folder).expanduser().absolute()
-    key = _signature(root, label_map, mask_threshold)
-    if key in _REPORTS:
-        return _REPORTS[key]
-    workers = min(8, os.cpu_count() or 1)
-    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-        results = list(pool.map(lambda c: _check_case(c, root, label_map, mask_threshold),
-                                cases))
+    labels = None if label_map is None else tuple(sorted(label_map.items()))
+    key = ("folder", str(root), labels, mask_threshold,
+           file_listing(root, ("images", "masks")))
+    return cached_report(key, lambda: _build_report(root, cases, problems, label_map,
+                                                    mask_threshold))
+
+
+def _build_report(root: Path, cases: list[FolderCase], problems: list[str],
+                  label_map: Optional[dict], mask_threshold: Optional[int]) -> FolderReport:
+    results = read_cases(lambda c: _check_case(c, root, label_map, mask_threshold), cases, 8)
     for case_problems, _, _ in results:
         problems.extend(case_problems)
     empty = [case.case_id for case, (_, is_empty, _) in zip(cases, results) if is_empty]
@@ -285,7 +239,6 @@ def validate_folder(folder: os.PathLike | str, label_map: Optional[dict] = None,
     if empty:
         logger.warning("%d case(s) have an empty mask (allowed): %s", len(empty),
                        ", ".join(empty[:10]) + (" ..." if len(empty) > 10 else ""))
-    _REPORTS[key] = report
     return report
 
 
@@ -321,5 +274,4 @@ def load_folder_split(data_config, split: str) -> tf.data.Dataset:
     signature = {"id": tf.TensorSpec((), tf.string),
                  "image": tf.TensorSpec((None, None, 3), tf.uint8),
                  "mask": tf.TensorSpec((None, None, 1), tf.uint8)}
-    dataset = tf.data.Dataset.from_generator(generate, output_signature=signature)
-    return dataset.apply(tf.data.experimental.assert_cardinality(len(ids)))
+    return generator_split(generate, signature, len(ids))

@@ -34,7 +34,6 @@ process and file listing.
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import logging
 import os
@@ -45,7 +44,10 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
+from segtie.data.label_values import label_table
 from segtie.data.nifti import check_pair, nifti_stem, read_nifti_bytes, zscore
+from segtie.data.sources._checked_folder import (cached_report, file_listing, generator_split,
+                                                 problem_lines, read_cases)
 from segtie.data.splits import check_split, split_ids
 
 logger = logging.getLogger(__name__)
@@ -89,9 +91,9 @@ class NiftiFolderReport:
     def raise_for_problems(self) -> None:
         """Raise ``ValueError`` listing every problem, if there is any."""
         if self.problems:
-            lines = "\n".join(f"  {p}" for p in self.problems)
             raise ValueError(
-                f"{len(self.problems)} problem(s) in {self.folder}:\n{lines}\nFix the "
+                f"{len(self.problems)} problem(s) in {self.folder}:\n"
+                f"{problem_lines(self.problems)}\nFix the "
                 f"folder, or set `data.skip_invalid: true` to build from the "
                 f"{len(self.cases)} valid pairs")
 
@@ -205,19 +207,6 @@ def _check_case(case: NiftiCase, root: Path, label_map: dict) -> Optional[str]:
                       "raw values of `data.label_map`")
 
 
-def _signature(root: Path, label_map: dict) -> tuple:
-    files = []
-    for sub in IMAGE_DIRS + LABEL_DIRS:
-        if (root / sub).is_dir():
-            for path in sorted((root / sub).iterdir()):
-                stat = path.stat()
-                files.append((sub, path.name, stat.st_size, stat.st_mtime_ns))
-    return str(root), tuple(sorted(label_map.items())), tuple(files)
-
-
-_REPORTS: dict[tuple, NiftiFolderReport] = {}
-
-
 def validate_nifti_folder(folder: os.PathLike | str, label_map: dict) -> NiftiFolderReport:
     """Pair and read every volume of ``folder``; collect every problem (module doc).
 
@@ -236,11 +225,14 @@ def validate_nifti_folder(folder: os.PathLike | str, label_map: dict) -> NiftiFo
     """
     cases, problems = match_volumes(folder)
     root = Path(folder).expanduser().absolute()
-    key = _signature(root, label_map)
-    if key in _REPORTS:
-        return _REPORTS[key]
-    with concurrent.futures.ThreadPoolExecutor(min(4, os.cpu_count() or 1)) as pool:
-        results = list(pool.map(lambda c: _check_case(c, root, label_map), cases))
+    key = ("nifti_folder", str(root), tuple(sorted(label_map.items())),
+           file_listing(root, IMAGE_DIRS + LABEL_DIRS))
+    return cached_report(key, lambda: _build_report(root, cases, problems, label_map))
+
+
+def _build_report(root: Path, cases: list[NiftiCase], problems: list,
+                  label_map: dict) -> NiftiFolderReport:
+    results = read_cases(lambda c: _check_case(c, root, label_map), cases, 4)
     problems += [(c.case_id, p) for c, p in zip(cases, results) if p is not None]
     problems.sort()
     report = NiftiFolderReport(
@@ -249,7 +241,6 @@ def validate_nifti_folder(folder: os.PathLike | str, label_map: dict) -> NiftiFo
         skipped=[skipped for skipped, _ in problems])
     logger.info("NIfTI folder %s: %d valid pair(s), %d problem(s)", root,
                 len(report.cases), len(problems))
-    _REPORTS[key] = report
     return report
 
 
@@ -286,8 +277,7 @@ def load_nifti_folder_split(data_config, split: str) -> tf.data.Dataset:
     report = _usable_report(data_config)
     by_id = {case.case_id: case for case in report.cases}
     ids = sorted(split_ids(list(by_id))[split])
-    table = np.zeros(65536, np.uint8)  # raw value -> class; the keys were checked
-    table[list(data_config.label_map)] = list(data_config.label_map.values())
+    table = label_table(data_config.label_map)  # the keys were checked
 
     def generate():
         for case_id in ids:
@@ -305,8 +295,7 @@ def load_nifti_folder_split(data_config, split: str) -> tf.data.Dataset:
                  "spacing": tf.TensorSpec((3,), tf.float32),
                  "affine": tf.TensorSpec((4, 4), tf.float32),
                  "orientation": tf.TensorSpec((), tf.string)}
-    dataset = tf.data.Dataset.from_generator(generate, output_signature=signature)
-    return dataset.apply(tf.data.experimental.assert_cardinality(len(ids)))
+    return generator_split(generate, signature, len(ids))
 
 
 def dataset_facts(data_config) -> dict:
