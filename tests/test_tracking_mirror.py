@@ -111,19 +111,27 @@ def _first_use(uri, kind, barrier, queue):
 def test_two_processes_can_start_using_a_new_sqlite_store_at_once(tmp_path):
     """MLflow's schema creation races (`duplicate column name: step`); the lock serialises it.
 
-    Forked workers (this process has imported everything already): an evaluation's
-    ``Tracker.start`` and a training's ``RunMirror.push`` on one new store at once.
+    Two new processes (spawned, not forked: a fork of this process inherits TensorFlow's and
+    MLflow's threads and any lock one of them held, and once hung CI): an evaluation's
+    ``Tracker.start`` and a training's ``RunMirror.push`` on one new store at once. The
+    workers are daemons and are killed on the way out, so a hung worker fails this test
+    instead of keeping pytest from exiting.
     """
-    context = multiprocessing.get_context("fork")
+    context = multiprocessing.get_context("spawn")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     barrier, queue = context.Barrier(2), context.Queue()
-    workers = [context.Process(target=_first_use, args=(uri, kind, barrier, queue))
+    workers = [context.Process(target=_first_use, args=(uri, kind, barrier, queue), daemon=True)
                for kind in ("tracker", "mirror")]
-    for worker in workers:
-        worker.start()
-    results = dict(queue.get(timeout=120) for _ in workers)
-    for worker in workers:
-        worker.join(timeout=60)
+    try:
+        for worker in workers:
+            worker.start()
+        results = dict(queue.get(timeout=240) for _ in workers)
+        for worker in workers:
+            worker.join(timeout=60)
+    finally:
+        for worker in workers:
+            if worker.is_alive():
+                worker.kill()
     assert all(len(run_id) == 32 for run_id in results.values()), results
     client = mlflow.MlflowClient(uri)
     runs = client.search_runs([client.get_experiment_by_name("race").experiment_id])
