@@ -55,7 +55,6 @@ from __future__ import annotations
 import argparse
 import gc
 import importlib.util
-import json
 import math
 import os
 import resource
@@ -73,7 +72,8 @@ import keras  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_tying  # noqa: E402
-from _common import ROOT, conv_profile, markdown_table  # noqa: E402
+from _common import ROOT, conv_profile  # noqa: E402
+from _kvasir_report import append_row, print_table, read_rows  # noqa: E402
 from segtie.evaluation import run_evaluation  # noqa: E402
 from segtie.training import checkpoints  # noqa: E402
 from segtie import config as cfg  # noqa: E402
@@ -87,8 +87,6 @@ from segtie.training.journal import Journal  # noqa: E402
 KEYS = ("tied", "untied", "plain", "tied_levels", "plain_const", "peer_r2_unet", "peer_unet")
 PEERS = {"peer_r2_unet": "peer r2_unet_2d", "peer_unet": "peer unet_2d"}
 EQUAL_EPOCHS = ["train.max_minutes=null"]  # before the user's --set, which may undo it
-PAIRS = (("tied_levels", "plain_const"), ("tied", "plain"), ("tied", "untied"),
-         ("tied", "peer_r2_unet"))
 
 
 def key_overrides(key: str, args) -> list:
@@ -235,92 +233,6 @@ def score_test_split(config: cfg.Config, checkpoint: str) -> dict:
             "test_dice_ci": [_finite(s["dice"].get("ci_low")), _finite(s["dice"].get("ci_high"))],
             "test_auc_mean": _finite(s["auc"]["mean"]) if "auc" in s else None,
             "mlflow_eval_run_id": result.mlflow_run_id, "eval_dir": str(result.out_dir)}
-
-
-def append_row(path: Path, row: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as f:
-        f.write(json.dumps(row) + "\n")
-
-
-def read_rows(path: Path) -> list:
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def _number(value, fmt: str) -> str:
-    return "" if value is None else format(value, fmt)
-
-
-HEADER = ("model", "description", "params", "conv kernels / uses", "epochs", "image",
-          "train min", "peak RSS MB", "best val Dice", "test Dice mean", "test Dice median",
-          "test IoU", "test HD95", "note")
-
-
-def table_cells(r: dict) -> list:
-    notes = [r["error"]] if "error" in r else []
-    if "error" not in r and r["epochs_run"] < r["epochs"]:
-        notes.append("stopped early")
-    if "error" not in r and r.get("models_before_in_process"):
-        notes.append("peak RSS: running max of the process")
-    convs = f"{r['conv_kernels']} / {r['conv_uses']}" if "conv_kernels" in r else ""
-    return [r["key"], r["description"], _number(r.get("params"), ","), convs,
-            f"{r.get('epochs_run', '-')}/{r['epochs']}", "x".join(map(str, r["image_size"])),
-            _number(r.get("train_seconds") and r["train_seconds"] / 60, ".1f"),
-            _number(r.get("peak_rss_mb"), ".0f"), _number(r.get("best_val_dice"), ".4f"),
-            _number(r.get("test_dice_mean"), ".4f"), _number(r.get("test_dice_median"), ".4f"),
-            _number(r.get("test_iou_mean"), ".4f"), _number(r.get("test_hd95_mean"), ".1f"),
-            "; ".join(notes)]
-
-
-def pair_lines(rows: list) -> list:
-    """``a vs b`` parameter ratio and test Dice difference of the latest good rows."""
-    latest = {r["key"]: r for r in rows if "error" not in r}
-    lines = []
-    for a, b in PAIRS:
-        if a in latest and b in latest:
-            ra, rb = latest[a], latest[b]
-            same = all(ra[k] == rb[k] for k in ("epochs_run", "image_size"))
-            da, db = ra["test_dice_mean"], rb["test_dice_mean"]
-            lines.append(f"{a} vs {b}: params {ra['params']:,} / {rb['params']:,} = "
-                         f"{ra['params'] / rb['params']:.1%}; test Dice {da:.4f} vs {db:.4f} "
-                         f"({da - db:+.4f})" + ("" if same else "; NOT the same epochs or "
-                                                 "image size"))
-    return lines
-
-
-def print_table(path: Path) -> None:
-    rows = read_rows(path)
-    if not rows:
-        print(f"No results in {path} yet.")
-        return
-    print(f"\nKvasir-SEG, test split at original resolution, {len(rows)} rows of {path} "
-          f"(HD95 in {rows[-1].get('hd95_units', 'pixels')}; epochs = run/configured):\n")
-    print(markdown_table(HEADER, [table_cells(r) for r in rows]))
-    for line in pair_lines(rows):
-        print(line)
-    print_time_to_target(rows)
-
-
-def print_time_to_target(rows: list) -> None:
-    """The time-to-accuracy table of the latest good row of each model."""
-    latest = {r["key"]: r for r in rows if "error" not in r and "target_dice" in r}
-    if not latest:
-        return
-    peer = latest.get("peer_r2_unet", {}).get("minutes_to_target")
-    cells = []
-    for key, r in latest.items():
-        minutes = r["minutes_to_target"]
-        cells.append([key, f"{r['target_dice']:g}", _number(r["epochs_to_target"], "d")
-                      or f"not in {r['epochs_run']}", _number(minutes, ".1f"),
-                      _number(minutes and r["epochs_to_target"] and
-                              60 * minutes / r["epochs_to_target"], ".0f"),
-                      _number(peer / minutes if peer and minutes else None, ".2f")])
-    print("\nTime to accuracy (training minutes, validation included, until the "
-          "validation Dice first reached the target):\n")
-    print(markdown_table(("model", "target val Dice", "epochs", "minutes", "s / epoch",
-                          "peer R2U-Net minutes / these"), cells))
 
 
 def child_command(key: str, args) -> list:
