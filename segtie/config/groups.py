@@ -54,6 +54,12 @@ class ModelConfig:
     ``basis_orthogonality: lambda`` (0 = off) adds Kang et al.'s orthogonality
     regulariser of each basis, ``lambda`` times its basis similarity
     (:meth:`segtie.nn.FilterBasis.similarity`), to the training loss.
+    ``deep_supervision: true`` (nnU-Net's, Isensee et al. 2021) trains decoder levels
+    ``1 .. depth - 3`` as well, each through a 1x1 head of the training model only,
+    against the labels subsampled to its resolution; level ``i``'s loss weighs ``2 **
+    -i`` (the coarsest decoder level 0, as nnU-Net), normalised to sum 1
+    (:mod:`segtie.nn.deep_supervision`). Needs ``depth >= 4`` and
+    ``num_recurrences: 1``; the saved model is the same as without it.
     """
 
     in_channels: int = _field(3, low=1)
@@ -81,6 +87,7 @@ class ModelConfig:
     basis_unique: int = _field(0, low=0)  # per-use basis filters added to the shared ones
     basis_ratio: float = _field(0.0, low=0.0)  # > 0: basis_size = this x the block's width
     basis_orthogonality: float = _field(0.0, low=0.0)  # Kang et al.'s regulariser weight
+    deep_supervision: bool = False  # nnU-Net's: coarser decoder levels get a loss too
 
 
 @dataclasses.dataclass(frozen=True)

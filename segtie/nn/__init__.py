@@ -24,15 +24,17 @@
   :func:`check_model`);
 - :mod:`~segtie.nn.size`, :mod:`~segtie.nn.budget`, :mod:`~segtie.nn.profile`: the
   parameter formula, parameter/memory budgets, and what a model does per image;
-- :mod:`~segtie.nn.deep_supervision`: training a recurrent U-Net on every pass.
+- :mod:`~segtie.nn.deep_supervision`: training a recurrent U-Net on every pass, or
+  on its coarser decoder levels as well (nnU-Net's deep supervision).
 
 Nothing here reads the config file or MLflow: the builder takes the ``model`` group's
 plain values.
 """
 
 from segtie.nn.builder import build_model, check_model, unet_arguments
-from segtie.nn.deep_supervision import (DeepSupervisionModel, build_training_model,
-                                        recurrence_weights)
+from segtie.nn.deep_supervision import (DeepSupervisionModel, ScaleSupervisionModel,
+                                        build_training_model, recurrence_weights,
+                                        saved_model_of, scale_weights)
 from segtie.nn.filter_basis import FilterBasis
 from segtie.nn.norms import NORMS, FusedBatchNormalization, InstanceNormalization, make_norm
 from segtie.nn.recurrence import ConvGRUCell, ZeroState
@@ -43,6 +45,6 @@ from segtie.nn.unet import base_width, build_unet
 
 __all__ = ["NORMS", "ConvGRUCell", "DeepSupervisionModel", "FilterBasis",
            "FusedBatchNormalization",
-           "InstanceNormalization", "RecurrentConvBlock", "TemplateBank", "ZeroState",
+           "InstanceNormalization", "RecurrentConvBlock", "ScaleSupervisionModel", "TemplateBank", "ZeroState",
            "base_width", "build_model", "build_training_model", "build_unet", "check_model", "make_norm", "parameter_count", "recurrence_weights",
-           "unet_arguments"]
+           "saved_model_of", "scale_weights", "unet_arguments"]

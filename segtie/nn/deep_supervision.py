@@ -17,11 +17,21 @@ and whose only differences are:
 
 ``model.fit`` and ``model.evaluate`` then work unchanged, with the compiled loss
 and metrics. With ``num_recurrences: 1`` the model itself is returned.
+
+``model.deep_supervision: true`` is the other kind, over scales (nnU-Net's; Isensee
+et al., "nnU-Net", Nature Methods 2021; Lee et al., "Deeply-Supervised Nets", AISTATS
+2015): :class:`ScaleSupervisionModel` gives each coarser decoder output
+``decoder_output_<i>`` (resolution ``2 ** -i``) a 1x1 head of its own and trains on
+``sum_i w_i * loss(y subsampled by 2 ** i, logits_i)``, ``w_i`` of
+:func:`scale_weights`. The heads belong to the training model only (they are in its
+resumable backup, not in ``best.keras``).
 """
 
 from __future__ import annotations
 
 import keras
+
+from segtie.nn.dims import layer_class
 
 
 def recurrence_weights(num_recurrences: int, decay: float) -> list:
@@ -89,17 +99,112 @@ class DeepSupervisionModel(keras.Model):
         return self.inference_model.save(filepath, *args, **kwargs)
 
 
+def scale_weights(depth: int) -> list:
+    """Loss weights of decoder levels ``0 .. depth - 3`` (full resolution first).
+
+    nnU-Net's: level ``i`` (resolution ``2 ** -i``) weighs ``2 ** -i``, the coarsest
+    decoder level (``depth - 2``) 0 and is left out, normalised to sum 1. Depth 4:
+    ``[2/3, 1/3]``; depth 5: ``[4/7, 2/7, 1/7]``.
+
+    Raises:
+        ValueError: ``depth`` < 4 (no level between the finest and the coarsest).
+    """
+    if not isinstance(depth, int) or depth < 4:
+        raise ValueError(f"deep supervision needs `depth` >= 4, received {depth!r}")
+    raw = [2.0 ** -i for i in range(depth - 2)]
+    return [w / sum(raw) for w in raw]
+
+
+def subsample(labels, factor: int):
+    """Labels ``(batch, *spatial, channels)`` at ``1 / factor`` of the resolution.
+
+    Nearest neighbour, as nnU-Net downsamples its segmentations: element ``factor // 2``
+    of each ``factor``-wide block along every spatial axis (the block's centre, or the
+    one after it for even ``factor``). Every spatial size must be divisible by
+    ``factor`` (the U-Net's rule already is). Any dtype (float binary masks, integer
+    class maps).
+    """
+    start = factor // 2
+    spatial = (slice(start, None, factor),) * (len(labels.shape) - 2)
+    return labels[(slice(None),) + spatial + (slice(None),)]
+
+
+class ScaleSupervisionModel(keras.Model):
+    """Trains ``model`` on its full-resolution and coarser decoder outputs (module doc).
+
+    Args:
+        model: a U-Net from :func:`segtie.nn.unet.build_unet` with
+            ``deep_supervision=True`` (layers ``decoder_output_1 .. _<depth - 3>``).
+        weights: list of floats, ``[w_0, w_1, ...]`` of :func:`scale_weights`: the
+            full-resolution logits' and then each marked level's.
+
+    The heads are 1x1 convolutions ``(F_i -> num_classes)``, float32 like the model's
+    own; their weights are the only ones this model adds.
+
+    Raises:
+        ValueError: ``model`` lacks one of the layers ``decoder_output_<i>``.
+    """
+
+    def __init__(self, model: keras.Model, weights, **kwargs):
+        super().__init__(name=kwargs.pop("name", f"{model.name}_scale_supervision"), **kwargs)
+        names = [f"decoder_output_{i}" for i in range(1, len(weights))]
+        missing = [n for n in names if n not in {layer.name for layer in model.layers}]
+        if missing:
+            raise ValueError(f"`model` must be built with deep_supervision=True and have "
+                             f"the layers {names}; missing {missing}")
+        spatial_dims = len(model.output.shape) - 2
+        classes = model.output.shape[-1]
+        self.inference_model = model
+        self.heads = [layer_class("conv", spatial_dims)(classes, 1, name=f"head_{n}",
+                                                        dtype="float32") for n in names]
+        outputs = [model.output] + [head(model.get_layer(n).output)
+                                    for head, n in zip(self.heads, names)]
+        self.scales = keras.Model(model.inputs, outputs, name=f"{model.name}_scales")
+        self.scale_weights = [float(w) for w in weights]
+        self.built = True  # the heads are built by the call above
+
+    def call(self, inputs, training=None):
+        return self.scales(inputs, training=training)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        total = 0.0
+        for i, (weight, logits) in enumerate(zip(self.scale_weights, y_pred)):
+            labels = y if i == 0 else subsample(y, 2 ** i)
+            total += weight * super().compute_loss(x, labels, logits, sample_weight,
+                                                   training=training)
+        return total
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        return super().compute_metrics(x, y, y_pred[0], sample_weight)
+
+    def predict_step(self, data):
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        return self(x, training=False)[0]
+
+    def save(self, filepath, *args, **kwargs):
+        """Save the inference model (single output: the full-resolution logits)."""
+        return self.inference_model.save(filepath, *args, **kwargs)
+
+
+def saved_model_of(model: keras.Model) -> keras.Model:
+    """The model that ``model.save`` writes: a training wrapper's inference model, or itself."""
+    return getattr(model, "inference_model", model)
+
+
 def build_training_model(model: keras.Model, model_config) -> keras.Model:
     """The model to compile and fit: ``model`` itself, or its deep supervision.
 
     Args:
         model: from :func:`segtie.nn.build_model`.
         model_config: the config's ``model`` group (``num_recurrences``,
-            ``recurrence_loss_decay``).
+            ``recurrence_loss_decay``, ``deep_supervision``, ``depth``).
 
     Returns:
-        ``model`` when ``num_recurrences == 1``, else a :class:`DeepSupervisionModel`.
+        a :class:`ScaleSupervisionModel` with ``deep_supervision``, a
+        :class:`DeepSupervisionModel` with ``num_recurrences > 1``, else ``model``.
     """
+    if getattr(model_config, "deep_supervision", False):
+        return ScaleSupervisionModel(model, scale_weights(model_config.depth))
     if model_config.num_recurrences == 1:
         return model
     weights = recurrence_weights(model_config.num_recurrences,

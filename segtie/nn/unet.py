@@ -36,6 +36,10 @@ Tying is always "one layer object, many calls" (never copied weights):
   the bottleneck (Wang et al. 2019). Pass ``r``'s logits go through an identity
   layer named ``pass_<r>`` (for deep supervision, see
   :mod:`segtie.nn.deep_supervision`); the model's output is the last pass.
+- ``deep_supervision`` (not tying): decoder level ``i``'s output (``1 <= i <= depth -
+  3``) goes through an identity layer ``decoder_output_<i>``, which the training model
+  gives a 1x1 head of its own (nnU-Net's deep supervision; the inference model is
+  unchanged, with the same weights).
   Normalization layers are shared by the passes like everything else, so a batch
   norm's moving statistics average over the passes.
 
@@ -117,6 +121,9 @@ class _Net:
                     if args["num_recurrences"] > 1 else None)
         self.state_init = ZeroState(widths[-1], name=f"state_init{suffix}")
         self.head = conv(args["num_classes"], 1, name=f"logits{suffix}", dtype="float32")
+        # deep supervision: the coarser decoder outputs, named for the training model
+        self.marks = {i: layers.Identity(name=f"decoder_output_{i}")
+                      for i in range(1, depth - 2)} if args["deep_supervision"] else {}
         self.tie_levels, self.tie_decoder = args["tie_levels"], args["tie_decoder"]
 
     def __call__(self, x, state=None):
@@ -139,6 +146,8 @@ class _Net:
         for i in reversed(range(len(self.decoder))):
             x = [self.up[i](x), skips[i]]  # concatenated inside the block
             x = self.decoder[i](x, use=i) if self.tie_decoder else self.decoder[i](x)
+            if i in self.marks:
+                x = self.marks[i](x)
         return self.head(x), state
 
 
@@ -148,7 +157,7 @@ def build_unet(in_channels=3, num_classes=1, base_filters=16, depth=4, num_itera
                level_projection=False, norm_per_level=True, num_recurrences=1,
                recompute=False, tie_recurrences=True, spatial_dims=2, num_templates=0,
                basis_size=0, basis_unique=0, basis_ratio=0.0, basis_orthogonality=0.0,
-               name="recurrent_unet"):
+               deep_supervision=False, name="recurrent_unet"):
     """Build the (recurrent, tied) U-Net; see the module docstring for the schemes.
 
     Args:
@@ -181,6 +190,10 @@ def build_unet(in_channels=3, num_classes=1, base_filters=16, depth=4, num_itera
         basis_orthogonality: float >= 0, default 0 (off): weight of every basis's
             orthogonality regulariser (:meth:`~segtie.nn.FilterBasis.similarity`),
             added to the model's losses in training.
+        deep_supervision: bool, default False: name the outputs of decoder levels
+            ``1 .. depth - 3`` with identity layers ``decoder_output_<i>`` (no weights,
+            no compute) for :class:`~segtie.nn.deep_supervision.ScaleSupervisionModel`;
+            needs ``depth >= 4`` and ``num_recurrences == 1``.
         name: model name.
 
     Returns:

@@ -83,7 +83,8 @@ def check_unet_arguments(in_channels, num_classes, base_filters, depth, num_iter
                          width_multiplier, num_recurrences, norm, tie_levels, tie_decoder,
                          level_projection, sized_by_budget=False, prefix="", spatial_dims=2,
                          num_templates=0, tied=True, basis_size=0, basis_unique=0,
-                         basis_ratio=0.0, basis_orthogonality=0.0, **_):
+                         basis_ratio=0.0, basis_orthogonality=0.0, deep_supervision=False,
+                         **_):
     """Reject impossible combinations: the one home of the tying rules.
 
     Every key is named as ``{prefix}{key}``, so the config's check
@@ -101,7 +102,8 @@ def check_unet_arguments(in_channels, num_classes, base_filters, depth, num_iter
             basis without ``tied``, with a bank, with both ``basis_size`` and
             ``basis_ratio``, or with more filters than a kernel's fan-in
             (``3 ** spatial_dims * base_filters``), ``basis_unique`` or
-            ``basis_orthogonality`` without a basis, a negative ``basis_orthogonality``;
+            ``basis_orthogonality`` without a basis, a negative ``basis_orthogonality``,
+            ``deep_supervision`` with ``depth`` < 4 or ``num_recurrences`` > 1;
             the message names the key, the rule and the value received.
     """
     counts = dict(in_channels=in_channels, num_classes=num_classes,
@@ -143,6 +145,16 @@ def check_unet_arguments(in_channels, num_classes, base_filters, depth, num_iter
             f"levels): more templates than uses only add weights, received {num_templates}")
     _check_basis(prefix, base_filters, num_templates, tied, basis_size, basis_unique,
                  basis_ratio, sized_by_budget, spatial_dims, basis_orthogonality)
+    if deep_supervision and depth < 4:
+        raise ValueError(
+            f"`{prefix}deep_supervision: true` trains the decoder levels between the "
+            f"finest and the coarsest (nnU-Net weights the coarsest 0): it needs "
+            f"`{prefix}depth` >= 4, received {depth}")
+    if deep_supervision and num_recurrences > 1:
+        raise ValueError(
+            f"`{prefix}deep_supervision: true` and `{prefix}num_recurrences` > 1 cannot "
+            f"be combined (the passes are supervised already), received "
+            f"num_recurrences={num_recurrences}")
 
 
 def check_block_arguments(filters, num_iterations, norm, tied, dropout, num_uses,

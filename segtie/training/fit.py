@@ -51,7 +51,7 @@ from segtie import config as cfg
 from segtie.data.pipeline import build_dataset
 from segtie.losses import DiceCELoss
 from segtie.metrics.validation import DiceMetric
-from segtie.nn import build_model, build_training_model, check_model
+from segtie.nn import build_model, build_training_model, check_model, saved_model_of
 from segtie.training.backup import BACKUP_DIR, ResumableBackup, read_state
 from segtie.training.callbacks import (BestCheckpoint, EpochTiming, LearningRateInLogs,
                                        TargetDice, TimeBudget)
@@ -178,7 +178,7 @@ def train(config: cfg.Config, model: Optional[keras.Model] = None,
         model.compile(optimizer=make_optimizer(config.train, steps),
                       loss=DiceCELoss(config.train.dice_weight, config.train.bce_weight),
                       metrics=[DiceMetric(threshold=config.eval.threshold)])
-    num_params = model.count_params()
+    num_params = saved_model_of(model).count_params()
     logger.info("Model %s (from %s): %d parameters, %d training batches per epoch",
                 model.name, "the config" if source == CONFIG_MODEL else "the caller",
                 num_params, steps)
@@ -195,7 +195,7 @@ def train(config: cfg.Config, model: Optional[keras.Model] = None,
 def _train_run(config, model, source, distribution, scratch, resume_from, state, start, steps,
                train_ds, val_ds) -> TrainResult:
     """``train`` from the run folder on: callbacks, ``fit``, the best model, tracking."""
-    epochs, num_params = config.train.epochs, model.count_params()
+    epochs, num_params = config.train.epochs, saved_model_of(model).count_params()
     inputs = training_inputs(config.data)
     run_dir = open_run(config, model, source, distribution, scratch, resume_from)
     recorder = RunRecorder(run_dir, config.tracking.enabled and distribution.is_chief,

@@ -36,7 +36,7 @@ import tensorflow as tf
 
 from segtie import config as cfg
 from segtie.losses import DiceCELoss
-from segtie.nn import build_model, build_training_model, profile
+from segtie.nn import build_model, build_training_model, profile, saved_model_of
 
 logger = logging.getLogger(__name__)
 OPTIMIZER_SLOTS = {"adam": 2, "adamw": 2, "sgd": 1}
@@ -180,7 +180,7 @@ def resource_figures(model: keras.Model, config: cfg.Config, measure: bool = Tru
         ``activation_mb_estimate``, ``training_step_mb_estimate`` and, with
         ``measure``, ``measured_step_peak_mb``.
     """
-    model = getattr(model, "inference_model", model)
+    model = saved_model_of(model)
     size, batch = train_size(config), config.data.batch_size
     uses = profile.trace_uses(model, size)
     activations = profile.activation_elements(uses)

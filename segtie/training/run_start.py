@@ -21,6 +21,7 @@ from pathlib import Path
 from segtie import config as cfg
 from segtie.data.provenance import describe_split
 from segtie.data.sources import dataset_facts
+from segtie.nn import saved_model_of
 from segtie.tracking import NOTE_TAG, resolve_tracking_uri
 from segtie.training.description import run_description, run_tags
 from segtie.training.distribute import Distribution
@@ -72,7 +73,7 @@ def first_records(recorder: RunRecorder, config, model, source: str, steps: int,
         inputs: :func:`training_inputs`.
         config_model: whether ``model`` was built from ``config.model``.
     """
-    unique = model.count_params()
+    unique = saved_model_of(model).count_params()  # a wrapper's heads are not saved
     figures = resource_figures(model, config, measure=False)  # the CLI's report measures
     note = run_description(config, source, unique, figures["effective_params"], config_model)
     recorder.set_status("RUNNING")
