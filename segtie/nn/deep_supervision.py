@@ -52,7 +52,41 @@ def recurrence_weights(num_recurrences: int, decay: float) -> list:
     return [w / sum(raw) for w in raw]
 
 
-class DeepSupervisionModel(keras.Model):
+class _WeightedOutputs(keras.Model):
+    """A training model whose call returns several logits, trained on their weighted loss.
+
+    Subclasses set ``inference_model`` (what ``save`` writes), ``metric_output`` (the
+    index of the output that metrics and ``predict`` see) and ``output_weights``
+    (one float per output), and may map the labels per output (``output_labels``).
+    """
+
+    metric_output = -1
+    output_weights: list
+
+    def output_labels(self, y, index: int):
+        """The labels output ``index`` is scored against (``y`` itself by default)."""
+        return y
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        total = 0.0
+        for i, (weight, logits) in enumerate(zip(self.output_weights, y_pred)):
+            total += weight * super().compute_loss(x, self.output_labels(y, i), logits,
+                                                   sample_weight, training=training)
+        return total
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        return super().compute_metrics(x, y, y_pred[self.metric_output], sample_weight)
+
+    def predict_step(self, data):
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        return self(x, training=False)[self.metric_output]
+
+    def save(self, filepath, *args, **kwargs):
+        """Save the inference model (single output: the logits it predicts with)."""
+        return self.inference_model.save(filepath, *args, **kwargs)
+
+
+class DeepSupervisionModel(_WeightedOutputs):
     """Trains ``model`` on the weighted loss of all its passes (see the module doc).
 
     Args:
@@ -77,26 +111,12 @@ class DeepSupervisionModel(keras.Model):
         self.pass_weights = [float(w) for w in weights]
         self.built = True  # every layer is the built model's
 
+    @property
+    def output_weights(self):
+        return self.pass_weights
+
     def call(self, inputs, training=None):
         return self.passes(inputs, training=training)
-
-    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        total = 0.0
-        for weight, logits in zip(self.pass_weights, y_pred):
-            total += weight * super().compute_loss(x, y, logits, sample_weight,
-                                                   training=training)
-        return total
-
-    def compute_metrics(self, x, y, y_pred, sample_weight=None):
-        return super().compute_metrics(x, y, y_pred[-1], sample_weight)
-
-    def predict_step(self, data):
-        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-        return self(x, training=False)[-1]
-
-    def save(self, filepath, *args, **kwargs):
-        """Save the inference model (single output: the last pass's logits)."""
-        return self.inference_model.save(filepath, *args, **kwargs)
 
 
 def scale_weights(depth: int) -> list:
@@ -129,7 +149,7 @@ def subsample(labels, factor: int):
     return labels[(slice(None),) + spatial + (slice(None),)]
 
 
-class ScaleSupervisionModel(keras.Model):
+class ScaleSupervisionModel(_WeightedOutputs):
     """Trains ``model`` on its full-resolution and coarser decoder outputs (module doc).
 
     Args:
@@ -163,27 +183,17 @@ class ScaleSupervisionModel(keras.Model):
         self.scale_weights = [float(w) for w in weights]
         self.built = True  # the heads are built by the call above
 
+    metric_output = 0  # the full-resolution logits
+
+    @property
+    def output_weights(self):
+        return self.scale_weights
+
+    def output_labels(self, y, index: int):
+        return y if index == 0 else subsample(y, 2 ** index)
+
     def call(self, inputs, training=None):
         return self.scales(inputs, training=training)
-
-    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        total = 0.0
-        for i, (weight, logits) in enumerate(zip(self.scale_weights, y_pred)):
-            labels = y if i == 0 else subsample(y, 2 ** i)
-            total += weight * super().compute_loss(x, labels, logits, sample_weight,
-                                                   training=training)
-        return total
-
-    def compute_metrics(self, x, y, y_pred, sample_weight=None):
-        return super().compute_metrics(x, y, y_pred[0], sample_weight)
-
-    def predict_step(self, data):
-        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-        return self(x, training=False)[0]
-
-    def save(self, filepath, *args, **kwargs):
-        """Save the inference model (single output: the full-resolution logits)."""
-        return self.inference_model.save(filepath, *args, **kwargs)
 
 
 def saved_model_of(model: keras.Model) -> keras.Model:
@@ -203,7 +213,7 @@ def build_training_model(model: keras.Model, model_config) -> keras.Model:
         a :class:`ScaleSupervisionModel` with ``deep_supervision``, a
         :class:`DeepSupervisionModel` with ``num_recurrences > 1``, else ``model``.
     """
-    if getattr(model_config, "deep_supervision", False):
+    if model_config.deep_supervision:
         return ScaleSupervisionModel(model, scale_weights(model_config.depth))
     if model_config.num_recurrences == 1:
         return model

@@ -36,12 +36,12 @@ Tying is always "one layer object, many calls" (never copied weights):
   the bottleneck (Wang et al. 2019). Pass ``r``'s logits go through an identity
   layer named ``pass_<r>`` (for deep supervision, see
   :mod:`segtie.nn.deep_supervision`); the model's output is the last pass.
+  Normalization layers are shared by the passes like everything else, so a batch
+  norm's moving statistics average over the passes.
 - ``deep_supervision`` (not tying): decoder level ``i``'s output (``1 <= i <= depth -
   3``) goes through an identity layer ``decoder_output_<i>``, which the training model
   gives a 1x1 head of its own (nnU-Net's deep supervision; the inference model is
   unchanged, with the same weights).
-  Normalization layers are shared by the passes like everything else, so a batch
-  norm's moving statistics average over the passes.
 
 ``num_iterations=1, tie_levels=False, num_recurrences=1`` (and the defaults of the
 other keys) is the plain U-Net of Ronneberger et al. with batch normalization.
