@@ -12,8 +12,10 @@ normalises at each level: ``(batch, S / 2**l, S / 2**l, widths[l])``. Rows:
   ``moments``, autodiff);
 - ``fused batch norm on (1, H, W, N*C)``: segtie's previous layer, TensorFlow's
   ``FusedBatchNormV3`` on the transposed feature map (two transposes each way);
-- ``segtie InstanceNormalization``: ``moments`` forward, the closed-form backward
-  of :func:`segtie.nn.norms._standardize`.
+- ``closed form on x (segtie, 2026-12-02)``: ``moments`` forward, a closed-form
+  backward written on ``x`` (11 full-size passes);
+- ``segtie InstanceNormalization``: :func:`segtie.nn.norms.instance_norm`, the
+  closed form on the centred input (7 full-size passes backward).
 
 Milliseconds per pass are the median of ``--rounds`` rounds (each times every
 variant in turn over ``--steps`` passes, after warm-up); the table also gives the
@@ -61,9 +63,45 @@ class FusedTransposedInstanceNorm(keras.layers.GroupNormalization):
         return tf.ensure_shape(y, inputs.shape) * self.gamma + self.beta
 
 
+def closed_form_on_x(x, gamma, beta, epsilon):
+    """segtie's instance norm of 2026-12-02 (closed-form backward on ``x``), the 'before'."""
+    spatial = list(range(1, len(x.shape) - 1))
+
+    @tf.custom_gradient
+    def normalize(x, gamma, beta):
+        mean, variance = tf.nn.moments(x, axes=spatial, keepdims=True)
+        rstd = tf.math.rsqrt(variance + epsilon)
+        scale = rstd * gamma
+        y = x * scale + (beta - mean * scale)
+
+        def backward(dy):
+            x_hat = x * rstd - mean * rstd
+            dy_x_hat = dy * x_hat
+            mean_dy = tf.reduce_mean(dy, axis=spatial, keepdims=True)
+            mean_dy_x_hat = tf.reduce_mean(dy_x_hat, axis=spatial, keepdims=True)
+            dx = scale * (dy - mean_dy - x_hat * mean_dy_x_hat)
+            return (dx, tf.reduce_sum(dy_x_hat, axis=[0] + spatial),
+                    tf.reduce_sum(dy, axis=[0] + spatial))
+
+        return y, backward
+
+    return normalize(x, gamma, beta)
+
+
+class ClosedFormOnXInstanceNorm(keras.layers.GroupNormalization):
+    """The layer of 2026-12-02: the same closed form, on ``x`` instead of ``x - mean``."""
+
+    def __init__(self, **kwargs):
+        super().__init__(groups=-1, **kwargs)
+
+    def call(self, inputs):
+        return closed_form_on_x(inputs, self.gamma, self.beta, self.epsilon)
+
+
 VARIANTS = {
     "keras GroupNormalization(groups=-1)": lambda: keras.layers.GroupNormalization(groups=-1),
     "fused batch norm on (1, H, W, N*C)": FusedTransposedInstanceNorm,
+    "closed form on x (segtie, 2026-12-02)": ClosedFormOnXInstanceNorm,
     "segtie InstanceNormalization": InstanceNormalization,
 }
 

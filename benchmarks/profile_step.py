@@ -56,6 +56,7 @@ from _machine import machine_header  # noqa: E402
 
 CATEGORIES = ("conv forward", "conv backward", "normalisation", "optimizer",
               "element-wise and other")
+TOP_OPS = 8  # op types listed per model in the second table
 NORM_WORDS = ("normalization", "norm", "batchnorm", "group_norm", "instance")
 
 
@@ -158,7 +159,11 @@ def profile_model(name, build, images, masks, args) -> dict:
     for op_type, op_name, self_us in ops:
         totals[category(op_type, op_name)] += self_us
     op_us = sum(totals.values())
-    return {"name": name, "ms_per_step": 1000 * statistics.median(times),
+    by_type = {}
+    for op_type, _, self_us in ops:
+        by_type[op_type] = by_type.get(op_type, 0.0) + self_us
+    top = sorted(by_type.items(), key=lambda item: -item[1])[:TOP_OPS]
+    return {"name": name, "top_ops": [(t, us / op_us) for t, us in top], "ms_per_step": 1000 * statistics.median(times),
             "profiled_ms_per_step": 1000 * profiled_wall / args.steps,
             "shares": {k: v / op_us for k, v in totals.items()},
             "op_ms_per_step": op_us / 1000 / args.steps,
@@ -213,6 +218,11 @@ def main(argv=None) -> int:
                       *(f"{100 * r['shares'][c]:.1f}%" for c in CATEGORIES),
                       f"{r['ops_per_wall']:.2f}", f"{r['no_op_ms_per_step']:.1f}"])
     print(markdown_table(head, cells))
+    print(f"\nThe {TOP_OPS} op types with the most self-time (share of the summed op "
+          "self-time; forward and backward ops of one type together):\n")
+    print(markdown_table(["model", "op types"], [
+        [r["name"], ", ".join(f"{t} {100 * share:.1f}%" for t, share in r["top_ops"])]
+        for r in rows if "error" not in r]))
     if args.json:
         Path(args.json).write_text(json.dumps({"machine": header_line, "settings": vars(args),
                                                "rows": rows}, indent=2))

@@ -9,7 +9,8 @@ import pytest
 import keras
 import tensorflow as tf
 
-from segtie.nn.norms import FusedBatchNormalization, InstanceNormalization, make_norm
+from segtie.nn.norms import (FusedBatchNormalization, InstanceNormalization, instance_norm,
+                             make_norm)
 
 
 def _pair(channels=5, seed=0):
@@ -135,6 +136,37 @@ def test_instance_norm_gradients_match_keras(shape):
 
     for ours, keras_grad in zip(gradients(fused), gradients(reference)):
         np.testing.assert_allclose(ours, keras_grad, rtol=1e-4, atol=1e-4)
+
+
+def test_instance_norm_gradient_is_exact_for_a_large_mean_and_unknown_sizes():
+    """dx against the float64 closed form where the mean dwarfs the spread (100 vs 0.5).
+
+    Reference: Ioffe & Szegedy 2015, section 3, per sample and channel:
+    dx = gamma / sigma * (dy - mean(dy) - x_hat * mean(dy * x_hat)), computed here in
+    float64 NumPy; the layer runs in float32 inside a tf.function with unknown sizes.
+    """
+    rng = np.random.default_rng(11)
+    x = rng.normal(100.0, 0.5, size=(2, 6, 5, 3))
+    dy = rng.normal(size=x.shape)
+    gamma, beta = np.array([0.5, 2.0, -1.0]), np.array([0.1, 0.0, 0.3])
+    mean, var = x.mean(axis=(1, 2), keepdims=True), x.var(axis=(1, 2), keepdims=True)
+    x_hat = (x - mean) / np.sqrt(var + 1e-3)
+    dx = gamma / np.sqrt(var + 1e-3) * (dy - dy.mean(axis=(1, 2), keepdims=True)
+                                        - x_hat * (dy * x_hat).mean(axis=(1, 2), keepdims=True))
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3])] * 2)
+    def gradients(x32, dy32):
+        g, b = tf.constant(gamma, tf.float32), tf.constant(beta, tf.float32)
+        with tf.GradientTape() as tape:
+            tape.watch([x32, g, b])
+            y = instance_norm(x32, g, b, 1e-3)
+        return tape.gradient(y, [x32, g, b], output_gradients=dy32)
+
+    ours = gradients(tf.constant(x, tf.float32), tf.constant(dy, tf.float32))
+    scale = np.abs(dx).max()
+    np.testing.assert_allclose(ours[0], dx, atol=2e-4 * scale)
+    np.testing.assert_allclose(ours[1], (dy * x_hat).sum(axis=(0, 1, 2)), rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(ours[2], dy.sum(axis=(0, 1, 2)), rtol=1e-5, atol=1e-4)
 
 
 def test_instance_norm_takes_unknown_sizes_and_16_bit_compute():
