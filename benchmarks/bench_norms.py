@@ -14,8 +14,12 @@ normalises at each level: ``(batch, S / 2**l, S / 2**l, widths[l])``. Rows:
   ``FusedBatchNormV3`` on the transposed feature map (two transposes each way);
 - ``closed form on x (segtie, 2026-12-02)``: ``moments`` forward, a closed-form
   backward written on ``x`` (11 full-size passes);
-- ``segtie InstanceNormalization``: :func:`segtie.nn.norms.instance_norm`, the
-  closed form on the centred input (7 full-size passes backward).
+- ``closed form on x - mean``: :func:`segtie.nn.norms.instance_norm`, the closed
+  form on the centred input (7 full-size passes backward), segtie's layer in
+  inference and with an unknown batch size;
+- ``segtie InstanceNormalization``: the layer in training with a static batch,
+  :func:`segtie.nn.norms.instance_norm_per_sample` (``FusedBatchNormV3`` once per
+  sample).
 
 Milliseconds per pass are the median of ``--rounds`` rounds (each times every
 variant in turn over ``--steps`` passes, after warm-up); the table also gives the
@@ -43,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import markdown_table  # noqa: E402
 from _machine import machine_header  # noqa: E402
-from segtie.nn.norms import InstanceNormalization  # noqa: E402
+from segtie.nn.norms import InstanceNormalization, instance_norm  # noqa: E402
 
 
 class FusedTransposedInstanceNorm(keras.layers.GroupNormalization):
@@ -98,11 +102,22 @@ class ClosedFormOnXInstanceNorm(keras.layers.GroupNormalization):
         return closed_form_on_x(inputs, self.gamma, self.beta, self.epsilon)
 
 
+class ClosedFormInstanceNorm(keras.layers.GroupNormalization):
+    """segtie's closed form on the centred input: its layer's inference/unknown-batch path."""
+
+    def __init__(self, **kwargs):
+        super().__init__(groups=-1, **kwargs)
+
+    def call(self, inputs):
+        return instance_norm(inputs, self.gamma, self.beta, self.epsilon)
+
+
 VARIANTS = {
     "keras GroupNormalization(groups=-1)": lambda: keras.layers.GroupNormalization(groups=-1),
     "fused batch norm on (1, H, W, N*C)": FusedTransposedInstanceNorm,
     "closed form on x (segtie, 2026-12-02)": ClosedFormOnXInstanceNorm,
-    "segtie InstanceNormalization": InstanceNormalization,
+    "closed form on x - mean (segtie, 2026-12-03; unknown batch)": ClosedFormInstanceNorm,
+    "segtie InstanceNormalization (training: fused kernel per sample)": InstanceNormalization,
 }
 
 
@@ -128,7 +143,7 @@ def make_pass(make_layer, inputs):
         for norm, x, dy in zip(norms, inputs, upstream):
             with tf.GradientTape() as tape:
                 tape.watch(x)
-                y = norm(x)
+                y = norm(x, training=True)  # layers without a training mode ignore it
             outputs.append(y)
             grads.append(tape.gradient(y, [x, norm.gamma, norm.beta], output_gradients=dy)[0])
         return outputs, grads

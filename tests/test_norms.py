@@ -10,6 +10,7 @@ import keras
 import tensorflow as tf
 
 from segtie.nn.norms import (FusedBatchNormalization, InstanceNormalization, instance_norm,
+                             instance_norm_per_sample,
                              make_norm)
 
 
@@ -223,3 +224,46 @@ def test_checkpoints_written_with_keras_group_norm_load_and_agree(tmp_path, monk
     fresh = build_unet(**arguments)
     fresh.load_weights(tmp_path / "old.weights.h5")
     np.testing.assert_allclose(fresh(x), old(x), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(3, 6, 10, 4), (2, 5, 6, 7, 4)], ids=["2d", "3d"])
+def test_per_sample_fused_kernel_is_the_closed_form_with_its_gradients(shape):
+    """instance_norm_per_sample against instance_norm: outputs and all three gradients."""
+    rng = np.random.default_rng(21)
+    x = tf.constant(rng.normal(2.0, 3.0, size=shape), tf.float32)
+    dy = tf.constant(rng.normal(size=shape), tf.float32)
+    gamma = tf.constant(rng.normal(1.0, 0.5, 4), tf.float32)
+    beta = tf.constant(rng.normal(0.0, 0.5, 4), tf.float32)
+
+    def both(norm):
+        with tf.GradientTape() as tape:
+            tape.watch([x, gamma, beta])
+            y = norm(x, gamma, beta, 1e-3)
+        return [y] + tape.gradient(y, [x, gamma, beta], output_gradients=dy)
+
+    for ours, closed in zip(both(instance_norm_per_sample), both(instance_norm)):
+        np.testing.assert_allclose(ours, closed, rtol=1e-4, atol=1e-4)
+
+
+def test_per_sample_fused_kernel_needs_a_static_batch():
+    traced = tf.function(lambda x: instance_norm_per_sample(x, tf.ones([3]), tf.zeros([3]), 1e-3),
+                         input_signature=[tf.TensorSpec([None, 4, 4, 3])])
+    with pytest.raises(ValueError, match="static batch size.*None, 4, 4, 3"):
+        traced.get_concrete_function()
+
+
+def _op_types(layer, signature, training):
+    graph = tf.function(lambda x: layer(x, training=training)).get_concrete_function(
+        tf.TensorSpec(signature)).graph
+    return {op.type for op in graph.get_operations()}
+
+
+def test_instance_norm_takes_the_fused_kernel_in_training_with_a_static_batch_only():
+    """Training with a known batch: FusedBatchNormV3; inference (export's graph) or an
+    unknown batch: the closed form, no fused kernel. The same values either way."""
+    reference, fused, _ = _instance_pair(channels=3)
+    assert "FusedBatchNormV3" in _op_types(fused, [4, 8, 8, 3], training=True)
+    assert "FusedBatchNormV3" not in _op_types(fused, [4, 8, 8, 3], training=False)
+    assert "FusedBatchNormV3" not in _op_types(fused, [None, 8, 8, 3], training=True)
+    x = np.random.default_rng(8).normal(1.0, 2.0, size=(4, 8, 8, 3)).astype("float32")
+    np.testing.assert_allclose(fused(x, training=True), reference(x), rtol=1e-5, atol=2e-5)

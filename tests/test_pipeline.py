@@ -178,3 +178,16 @@ def test_patch_epochs_keep_a_known_size(tmp_path):
     dataset = pipeline.build_dataset(config, "train", training=True)
     assert int(dataset.cardinality()) == 5  # ceil(8 images x 3 patches / 5)
     assert sum(int(x.shape[0]) for x, _ in dataset) == 24
+
+
+def test_full_batches_are_static_and_a_partial_one_is_kept(small_config):
+    """10 cases in batches of 5 fill every batch: the batch size is in the element spec
+    and all 10 cases come out; in batches of 4 the last batch (2) is kept, unknown size."""
+    full = dataclasses.replace(small_config, batch_size=5)
+    dataset = pipeline.build_dataset(full, "train", training=True, seed=3, epochs=2)
+    assert dataset.element_spec[0].shape.as_list() == [5, 32, 48, 3]
+    batches = collect(dataset)
+    assert [image.shape[0] for image, _ in batches] == [5, 5, 5, 5]
+    assert int(dataset.cardinality()) == 4
+    partial = pipeline.build_dataset(small_config, "train", training=True, seed=3)
+    assert partial.element_spec[0].shape.as_list() == [None, 32, 48, 3]

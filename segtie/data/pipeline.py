@@ -95,7 +95,9 @@ def build_dataset(data_config, split: str, *, training: bool, seed: int = 42,
         [0, 1], mask float32 ``(batch, H, W, 1)`` in {0, 1} (int32 class indices
         0..K when ``implied_num_classes(data_config) > 1``), with ``(H, W) =
         data_config.image_size``, or ``patch_size`` when training on patches;
-        ``batch <= data_config.batch_size``.
+        ``batch <= data_config.batch_size``. With ``training``, when the examples of
+        an epoch (cases times ``patches_per_image``) fill whole batches, ``batch`` is
+        static (``data_config.batch_size`` in the element spec) and no batch is smaller.
 
     Returns:
         A batched, prefetched ``tf.data.Dataset``. Its cardinality is known: with
@@ -142,6 +144,10 @@ def _training_epochs(dataset: tf.data.Dataset, data_config, seed: int, start_epo
     count = int(dataset.cardinality())
     augment_config = data_config.augment
     augment_fn = augment_volume if len(data_config.image_size) == 3 else augment
+    # When an epoch fills whole batches, say so in the element spec: the batch size is
+    # then static in the training graph (InstanceNormalization's fused form needs it)
+    # and drop_remainder drops nothing. Otherwise the last batch of each epoch is smaller.
+    full_batches = count >= 0 and (count * repeats) % data_config.batch_size == 0
 
     def example(index, pair, key):
         image, mask = pair
@@ -167,7 +173,8 @@ def _training_epochs(dataset: tf.data.Dataset, data_config, seed: int, start_epo
         examples = examples.shuffle(data_config.shuffle_buffer, seed=shuffle_seed)
         return examples.enumerate().map(
             lambda index, pair: example(index, pair, example_key),
-            num_parallel_calls=tf.data.AUTOTUNE).batch(data_config.batch_size)
+            num_parallel_calls=tf.data.AUTOTUNE).batch(data_config.batch_size,
+                                                       drop_remainder=full_batches)
 
     stream = tf.data.Dataset.range(start_epoch, epochs).flat_map(one_epoch)
     if count >= 0:  # flat_map forgets the size; the schedule and Keras need it

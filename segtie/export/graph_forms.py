@@ -104,7 +104,7 @@ def export_forms(model: keras.Model):
             return _depthwise_affine(self, inputs)
         return batch_call(self, inputs, training=training, mask=mask)
 
-    def group_norm(self, inputs):
+    def group_norm(self, inputs, training=None):  # InstanceNormalization takes `training`
         if _is_instance_norm(self, inputs):
             return _instance_norm_4d(self, inputs)
         return group_call(self, inputs)
