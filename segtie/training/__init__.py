@@ -9,7 +9,8 @@
 - :mod:`~segtie.training.distribute`: the ``tf.distribute`` strategy of
   ``train.distribute`` (``none``, ``mirrored``, ``multi_worker`` from ``TF_CONFIG``),
   the global batch split, DATA sharding, the chief and the workers' scratch folders
-  (:mod:`~segtie.training.cluster_watchdog` stops a worker whose cluster never forms);
+  (:mod:`~segtie.training.tf_config` validates ``TF_CONFIG``;
+  :mod:`~segtie.training.cluster_watchdog` stops a worker whose cluster never forms);
 - :mod:`~segtie.training.callbacks`: the best checkpoint (atomic), the time budget,
   the learning rate in the logs and the epoch timing (seconds, images/s);
 - :mod:`~segtie.training.backup`: the resumable backup of the last completed epoch
