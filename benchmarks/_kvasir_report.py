@@ -2,19 +2,41 @@
 
 One row per trained model, as ``bench_kvasir.run_model`` writes it; the table shows the
 latest rows, ``pair_lines`` compares the latest good row of each pair of models, and
-``print_time_to_target`` gives the minutes until the validation Dice first reached the
+``time_to_target`` reads a run's journal and ``print_time_to_target`` gives the minutes until the validation Dice first reached the
 target, as a ratio to the peer R2U-Net's.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from _common import markdown_table
+from segtie.training.journal import Journal
 
 PAIRS = (("tied_levels", "plain_const"), ("tied", "plain"), ("tied", "untied"),
          ("tied", "peer_r2_unet"))
+
+
+def time_to_target(run_dir: Path, target: float) -> dict:
+    """Epochs and training minutes until ``val_dice >= target``, from the run's journal.
+
+    Returns:
+        ``{"target_dice", "epochs_to_target", "minutes_to_target"}``; the last two are
+        ``None`` when no epoch reached it. Minutes sum ``epoch_seconds`` (validation
+        included) of the epochs up to and including the first that reached it.
+    """
+    seconds, found = 0.0, None
+    epochs = sorted((r["step"], r["metrics"]) for r in Journal(Path(run_dir) / "tracking.jsonl")
+                    .records() if "val_dice" in (r.get("metrics") or {}))
+    for step, metrics in epochs:
+        seconds += metrics.get("epoch_seconds", math.nan)
+        if metrics["val_dice"] >= target:
+            found = step + 1
+            break
+    return {"target_dice": target, "epochs_to_target": found,
+            "minutes_to_target": None if found is None else seconds / 60}
 
 
 def append_row(path: Path, row: dict) -> None:

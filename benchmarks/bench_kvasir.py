@@ -73,7 +73,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_tying  # noqa: E402
 from _common import ROOT, conv_profile  # noqa: E402
-from _kvasir_report import append_row, print_table, read_rows  # noqa: E402
+from _kvasir_report import append_row, print_table, read_rows, time_to_target  # noqa: E402
 from segtie.evaluation import run_evaluation  # noqa: E402
 from segtie.training import checkpoints  # noqa: E402
 from segtie import config as cfg  # noqa: E402
@@ -82,7 +82,6 @@ from segtie.nn.profile import MEGABYTE  # noqa: E402
 from segtie.nn.unet import level_widths  # noqa: E402
 from segtie.data.pipeline import build_eval_dataset  # noqa: E402
 from segtie.training import train  # noqa: E402
-from segtie.training.journal import Journal  # noqa: E402
 
 KEYS = ("tied", "untied", "plain", "tied_levels", "plain_const", "peer_r2_unet", "peer_unet")
 PEERS = {"peer_r2_unet": "peer r2_unet_2d", "peer_unet": "peer unet_2d"}
@@ -161,26 +160,6 @@ def safe_mode_error(model) -> str | None:
 
 def _finite(value):
     return None if value is None or math.isnan(value) else float(value)
-
-
-def time_to_target(run_dir: Path, target: float) -> dict:
-    """Epochs and training minutes until ``val_dice >= target``, from the run's journal.
-
-    Returns:
-        ``{"target_dice", "epochs_to_target", "minutes_to_target"}``; the last two are
-        ``None`` when no epoch reached it. Minutes sum ``epoch_seconds`` (validation
-        included) of the epochs up to and including the first that reached it.
-    """
-    seconds, found = 0.0, None
-    epochs = sorted((r["step"], r["metrics"]) for r in Journal(Path(run_dir) / "tracking.jsonl")
-                    .records() if "val_dice" in (r.get("metrics") or {}))
-    for step, metrics in epochs:
-        seconds += metrics.get("epoch_seconds", math.nan)
-        if metrics["val_dice"] >= target:
-            found = step + 1
-            break
-    return {"target_dice": target, "epochs_to_target": found,
-            "minutes_to_target": None if found is None else seconds / 60}
 
 
 def run_model(key: str, config: cfg.Config, models_before: int,
