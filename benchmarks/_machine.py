@@ -42,13 +42,19 @@ def onednn_state() -> str:
 
     TensorFlow >= 2.9 turns them on by default on x86 Linux; ``TF_ENABLE_ONEDNN_OPTS=0``
     turns them off (TensorFlow's own message at start-up says the same).
+    ``ONEDNN_MAX_CPU_ISA`` (e.g. ``AVX2``), when set, is named too.
     """
     value = os.environ.get("TF_ENABLE_ONEDNN_OPTS")
     if value is None:
         default_on = platform.system() == "Linux" and platform.machine() in ("x86_64", "AMD64")
-        return "on (default)" if default_on else "off (default off this platform)"
-    return ("off" if value.strip() in ("0", "false", "False") else "on") + \
-        f" (TF_ENABLE_ONEDNN_OPTS={value})"
+        state = "on (default)" if default_on else "off (default off this platform)"
+    else:
+        state = ("off" if value.strip() in ("0", "false", "False") else "on") + \
+            f" (TF_ENABLE_ONEDNN_OPTS={value})"
+    # oneDNN's own cap on the instruction sets its kernels dispatch to: AVX2 on an
+    # AVX-512 CPU stands in for an AVX2-only one (oneDNN's documented runtime control).
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA")
+    return state + (f", kernels capped at {cap} (ONEDNN_MAX_CPU_ISA)" if cap else "")
 
 
 def machine_header() -> str:
