@@ -18,7 +18,9 @@ the correction), so both layers keep identical moving statistics.
 The instance norm is :class:`InstanceNormalization`, a
 :class:`keras.layers.GroupNormalization` with one channel per group whose pass, on
 TensorFlow, is :func:`instance_norm`: ``tf.nn.moments`` over the spatial axes, one
-scale and offset per sample and channel, and a closed-form backward pass. Keras' own
+scale and offset per sample and channel, and a closed-form backward pass; in training
+with a static batch, :func:`instance_norm_per_sample` computes the same function with
+TensorFlow's fused batch-norm kernel, once per sample (faster on CPU, 2026-12-03). Keras' own
 group norm reshapes to 5-D groups and builds moments from a dozen ops whose
 gradients add ``Tile``/``Mul``/``Sum`` chains; on the default recipe's model (2 CPU
 cores) the normalization took 25% of a training step's op time that way (see
@@ -187,8 +189,9 @@ class InstanceNormalization(layers.GroupNormalization):
     fills them, see :func:`segtie.data.pipeline.build_dataset`), it is
     :func:`instance_norm_per_sample`, the same function through TensorFlow's fused
     kernel; any other case is Keras' own code path. The function does not depend on
-    the mode (no running statistics), only the kernels that compute it. Inputs may be float32, float16 or bfloat16 (statistics in float32);
-    the output has the layer's compute dtype.
+    the mode (no running statistics), only the kernels that compute it. Inputs may be
+    float32, float16 or bfloat16 (statistics in float32); the output has the layer's
+    compute dtype.
 
     Args:
         epsilon: float > 0, default 1e-3 (Keras' group norm default). Other
