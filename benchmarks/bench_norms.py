@@ -21,11 +21,6 @@ normalises at each level: ``(batch, S / 2**l, S / 2**l, widths[l])``. Rows:
   :func:`segtie.nn.norms.instance_norm_per_sample` (``FusedBatchNormV3`` once per
   sample).
 
-Then the same with the ReLU that follows every norm in segtie's blocks, against
-Keras' group norm and ``keras.ops.relu``: segtie's layer with the ReLU after it
-(one more pass over the whole batch), and :func:`segtie.nn.norms.norm_relu`
-(the ReLU on each sample's part inside the layer, what the blocks run).
-
 Milliseconds per pass are the median of ``--rounds`` rounds (each times every
 variant in turn over ``--steps`` passes, after warm-up); the table also gives the
 largest difference of each variant's output and input gradient from Keras'
@@ -52,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import markdown_table  # noqa: E402
 from _machine import machine_header  # noqa: E402
-from segtie.nn.norms import InstanceNormalization, instance_norm, norm_relu  # noqa: E402
+from segtie.nn.norms import InstanceNormalization, instance_norm  # noqa: E402
 
 
 class FusedTransposedInstanceNorm(keras.layers.GroupNormalization):
@@ -125,17 +120,6 @@ VARIANTS = {
     "segtie InstanceNormalization (training: fused kernel per sample)": InstanceNormalization,
 }
 
-# name: (layer factory, how the pass applies it); the first row is the reference
-RELU_VARIANTS = {
-    "keras GroupNormalization(groups=-1), then relu": (
-        lambda: keras.layers.GroupNormalization(groups=-1),
-        lambda norm, x: keras.ops.relu(norm(x))),
-    "segtie InstanceNormalization, then relu": (
-        InstanceNormalization, lambda norm, x: keras.ops.relu(norm(x, training=True))),
-    "segtie norm_relu (relu on each sample's part)": (
-        InstanceNormalization, lambda norm, x: norm_relu(norm, x, training=True)),
-}
-
 
 def level_inputs(batch: int, size: int, widths) -> list:
     """Random float32 feature maps ``(batch, size / 2**l, size / 2**l, widths[l])``, seed 0."""
@@ -144,12 +128,8 @@ def level_inputs(batch: int, size: int, widths) -> list:
             for l, c in enumerate(widths)]
 
 
-def make_pass(make_layer, inputs, apply=None):
-    """A traced forward+backward over every level with fresh layers of ``make_layer``.
-
-    ``apply(norm, x)`` gives the output; by default ``norm(x, training=True)``.
-    """
-    apply = apply or (lambda norm, x: norm(x, training=True))  # ignored where no training
+def make_pass(make_layer, inputs):
+    """A traced forward+backward over every level with fresh layers of ``make_layer``."""
     norms = [make_layer() for _ in inputs]
     rng = np.random.default_rng(1)
     upstream = [tf.constant(rng.normal(size=x.shape), "float32") for x in inputs]
@@ -163,42 +143,12 @@ def make_pass(make_layer, inputs, apply=None):
         for norm, x, dy in zip(norms, inputs, upstream):
             with tf.GradientTape() as tape:
                 tape.watch(x)
-                y = apply(norm, x)
+                y = norm(x, training=True)  # layers without a training mode ignore it
             outputs.append(y)
             grads.append(tape.gradient(y, [x, norm.gamma, norm.beta], output_gradients=dy)[0])
         return outputs, grads
 
     return step
-
-
-def time_group(steps: dict, rounds: int, passes: int):
-    """Median ms per pass of each traced ``steps`` value, and its difference from the first.
-
-    Returns the table rows and a report ``{name: {ms, max_abs_output_diff,
-    max_abs_grad_diff}}``; the first entry of ``steps`` is the reference.
-    """
-    results = {name: step() for name, step in steps.items()}  # traces, warms up
-    reference = next(iter(steps))
-    reference_y, reference_dx = results[reference]
-    times = {name: [] for name in steps}
-    for _ in range(rounds):
-        for name, step in steps.items():
-            step()
-            start = time.perf_counter()
-            for _ in range(passes):
-                step()
-            times[name].append(1e3 * (time.perf_counter() - start) / passes)
-    reference_ms = statistics.median(times[reference])
-    rows, report = [], {}
-    for name in steps:
-        y, dx = results[name]
-        dy_max = max(float(tf.reduce_max(tf.abs(a - b))) for a, b in zip(y, reference_y))
-        dx_max = max(float(tf.reduce_max(tf.abs(a - b))) for a, b in zip(dx, reference_dx))
-        ms = statistics.median(times[name])
-        report[name] = {"ms": ms, "max_abs_output_diff": dy_max, "max_abs_grad_diff": dx_max}
-        rows.append([name, f"{ms:.2f}", f"{reference_ms / ms:.2f}x", f"{dy_max:.1e}",
-                     f"{dx_max:.1e}"])
-    return rows, report
 
 
 def main(argv=None) -> int:
@@ -212,20 +162,33 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     inputs = level_inputs(args.batch, args.image_size, args.widths)
-    groups = [{name: make_pass(make, inputs) for name, make in VARIANTS.items()},
-              {name: make_pass(make, inputs, apply)
-               for name, (make, apply) in RELU_VARIANTS.items()}]
+    steps = {name: make_pass(make, inputs) for name, make in VARIANTS.items()}
+    results = {name: step() for name, step in steps.items()}  # traces, warms up
+    reference_y, reference_dx = results["keras GroupNormalization(groups=-1)"]
+    times = {name: [] for name in steps}
+    for _ in range(args.rounds):
+        for name, step in steps.items():
+            step()
+            start = time.perf_counter()
+            for _ in range(args.steps):
+                step()
+            times[name].append(1e3 * (time.perf_counter() - start) / args.steps)
+    keras_ms = statistics.median(times["keras GroupNormalization(groups=-1)"])
     rows, report = [], {}
-    for steps in groups:
-        group_rows, group_report = time_group(steps, args.rounds, args.steps)
-        rows += group_rows
-        report.update(group_report)
+    for name in steps:
+        y, dx = results[name]
+        dy_max = max(float(tf.reduce_max(tf.abs(a - b))) for a, b in zip(y, reference_y))
+        dx_max = max(float(tf.reduce_max(tf.abs(a - b))) for a, b in zip(dx, reference_dx))
+        ms = statistics.median(times[name])
+        report[name] = {"ms": ms, "max_abs_output_diff": dy_max, "max_abs_grad_diff": dx_max}
+        rows.append([name, f"{ms:.2f}", f"{keras_ms / ms:.2f}x", f"{dy_max:.1e}",
+                     f"{dx_max:.1e}"])
     shapes = ", ".join(f"{tuple(x.shape)}" for x in inputs)
     print(machine_header())
     print(f"Instance norm forward + backward over {shapes}; median of {args.rounds} rounds "
           f"of {args.steps} passes\n")
-    print(markdown_table(["variant", "ms / pass", "speed vs keras (same group)",
-                          "max |y - keras|", "max |dx - keras|"], rows))
+    print(markdown_table(["variant", "ms / pass", "speed vs keras", "max |y - keras|",
+                          "max |dx - keras|"], rows))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
     return 0

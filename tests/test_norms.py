@@ -10,7 +10,8 @@ import keras
 import tensorflow as tf
 
 from segtie.nn.norms import (FusedBatchNormalization, InstanceNormalization, instance_norm,
-                             instance_norm_per_sample, make_norm, norm_relu)
+                             instance_norm_per_sample,
+                             make_norm)
 
 
 def _pair(channels=5, seed=0):
@@ -266,30 +267,3 @@ def test_instance_norm_takes_the_fused_kernel_in_training_with_a_static_batch_on
     assert "FusedBatchNormV3" not in _op_types(fused, [None, 8, 8, 3], training=True)
     x = np.random.default_rng(8).normal(1.0, 2.0, size=(4, 8, 8, 3)).astype("float32")
     np.testing.assert_allclose(fused(x, training=True), reference(x), rtol=1e-5, atol=2e-5)
-
-
-@pytest.mark.parametrize("kind, training, batch", [
-    ("instance", True, 4), ("instance", False, 4), ("instance", True, None),
-    ("batch", True, 4), ("none", True, 4)])
-def test_norm_relu_is_relu_after_the_norm_bit_for_bit(kind, training, batch):
-    """norm_relu(norm, x) == relu(norm(x)) exactly, output and input gradient, in every
-    path: the fused per-sample form (ReLU per sample), the closed form, batch norm."""
-    norm = make_norm(kind, "n")
-    x = tf.constant(np.random.default_rng(3).normal(0.5, 2.0, (4, 6, 6, 3)), tf.float32)
-    dy = tf.constant(np.random.default_rng(4).normal(size=(4, 6, 6, 3)), tf.float32)
-    spec = tf.TensorSpec([batch, 6, 6, 3])
-
-    def grads(fn):
-        @tf.function(input_signature=[spec, spec])
-        def run(x, dy):
-            with tf.GradientTape() as tape:
-                tape.watch(x)
-                y = fn(x)
-            return y, tape.gradient(y, x, output_gradients=dy)
-        return run(x, dy)
-
-    fused = grads(lambda x: norm_relu(norm, x, training))
-    after = grads(lambda x: tf.nn.relu(norm(x, training=training)))
-    assert float(tf.reduce_min(fused[0])) == 0.0 and float(tf.reduce_max(fused[0])) > 0.5
-    for ours, reference in zip(fused, after):
-        np.testing.assert_array_equal(ours, reference)

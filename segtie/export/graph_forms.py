@@ -104,10 +104,10 @@ def export_forms(model: keras.Model):
             return _depthwise_affine(self, inputs)
         return batch_call(self, inputs, training=training, mask=mask)
 
-    def group_norm(self, inputs, training=None, relu=False):  # InstanceNormalization's
-        y = (_instance_norm_4d(self, inputs) if _is_instance_norm(self, inputs)  # arguments
-             else group_call(self, inputs))
-        return keras.ops.relu(y) if relu else y
+    def group_norm(self, inputs, training=None):  # InstanceNormalization takes `training`
+        if _is_instance_norm(self, inputs):
+            return _instance_norm_4d(self, inputs)
+        return group_call(self, inputs)
 
     for layer in norms:
         object.__setattr__(layer, _MARK, True)

@@ -135,7 +135,7 @@ def instance_norm(x, gamma, beta, epsilon: float):
     return normalize(x, gamma, beta)
 
 
-def instance_norm_per_sample(x, gamma, beta, epsilon: float, relu: bool = False):
+def instance_norm_per_sample(x, gamma, beta, epsilon: float):
     """Instance norm of ``x`` as one fused batch-norm kernel per sample (TensorFlow backend).
 
     Args:
@@ -143,14 +143,10 @@ def instance_norm_per_sample(x, gamma, beta, epsilon: float, relu: bool = False)
             (an int, not ``None``) and one, two or three spatial axes.
         gamma, beta: float32 tensors ``(channels,)``, the scale and the offset.
         epsilon: float added to the biased variance.
-        relu: apply ``max(y, 0)`` to each sample's part before the concatenation
-            (bit-identical to a ReLU after the concatenation; each part is still in
-            cache, where one more pass over the whole batch is not; timed by
-            ``benchmarks/bench_norms.py``).
 
     Returns:
         The same function as :func:`instance_norm` (up to float round-off, about
-        1e-6), followed by a ReLU when ``relu``: same shape and dtype as ``x``.
+        1e-6): same shape and dtype as ``x``.
 
     A batch norm in training mode over a batch of one sample is that sample's instance
     norm, so each sample ``x[n]``, viewed as ``(1, prod(spatial[:-1]), spatial[-1],
@@ -176,8 +172,6 @@ def instance_norm_per_sample(x, gamma, beta, epsilon: float, relu: bool = False)
     parts = [tf.compat.v1.nn.fused_batch_norm(part, gamma, beta, epsilon=epsilon,
                                               is_training=True)[0]
              for part in tf.split(four_d, batch, axis=0)]
-    if relu:
-        parts = [tf.nn.relu(part) for part in parts]
     return tf.reshape(tf.concat(parts, axis=0), shape)
 
 
@@ -213,22 +207,17 @@ class InstanceNormalization(layers.GroupNormalization):
         return (keras.backend.backend() == "tensorflow" and len(inputs.shape) in (4, 5)
                 and self.axis in (-1, len(inputs.shape) - 1))
 
-    def call(self, inputs, training=None, relu=False):
-        """The instance norm of ``inputs``; with ``relu=True``, its ReLU (see :func:`norm_relu`)."""
+    def call(self, inputs, training=None):
         if not self._own_path(inputs):
-            y = super().call(inputs)
-            return keras.ops.relu(y) if relu else y
+            return super().call(inputs)
         import tensorflow as tf  # only on the TensorFlow backend (checked above)
 
         channels = inputs.shape[-1]
         gamma = tf.cast(self.gamma, "float32") if self.scale else tf.ones([channels])
         beta = tf.cast(self.beta, "float32") if self.center else tf.zeros([channels])
-        x = tf.cast(inputs, "float32")
-        if training and inputs.shape[0] is not None and inputs.shape[0] <= MAX_FUSED_BATCH:
-            y = instance_norm_per_sample(x, gamma, beta, self.epsilon, relu=relu)
-        else:
-            y = instance_norm(x, gamma, beta, self.epsilon)
-            y = tf.nn.relu(y) if relu else y
+        norm = (instance_norm_per_sample if training and inputs.shape[0] is not None
+                and inputs.shape[0] <= MAX_FUSED_BATCH else instance_norm)
+        y = norm(tf.cast(inputs, "float32"), gamma, beta, self.epsilon)
         return tf.cast(y, self.compute_dtype)
 
 
@@ -240,25 +229,6 @@ class InstanceNormalization(layers.GroupNormalization):
 InstanceNormalization.__name__ = "GroupNormalization"
 InstanceNormalization = keras.saving.register_keras_serializable(
     package="segtie", name="InstanceNormalization")(InstanceNormalization)
-
-
-def norm_relu(norm: layers.Layer, x, training=None):
-    """``relu(norm(x))``, the ReLU inside an :class:`InstanceNormalization`'s own pass.
-
-    Args:
-        norm: a layer of :func:`make_norm` (or any Keras layer taking ``training``).
-        x: its input, channels_last ``(batch, *spatial, channels)``.
-        training: Keras' training flag, passed on to ``norm``.
-
-    Returns:
-        ``keras.ops.relu(norm(x, training=training))``, same shape and dtype as
-        ``norm``'s output. For an :class:`InstanceNormalization` the ReLU is the
-        layer's ``relu=True`` (per sample in the fused training form); the values
-        are the same bit for bit, only the kernels' order differs.
-    """
-    if isinstance(norm, InstanceNormalization):
-        return norm(x, training=training, relu=True)
-    return keras.ops.relu(norm(x, training=training))
 
 
 def make_norm(kind: str, name: str, dtype=None) -> layers.Layer:

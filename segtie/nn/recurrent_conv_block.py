@@ -38,7 +38,7 @@ from keras import layers, ops
 
 from segtie.nn.dims import layer_class
 from segtie.nn.filter_basis import FilterBasis
-from segtie.nn.norms import make_norm, norm_relu
+from segtie.nn.norms import make_norm
 from segtie.nn.template_bank import TemplateBank
 from segtie.nn.unet_rules import check_block_arguments
 
@@ -255,12 +255,12 @@ class RecurrentConvBlock(layers.Layer):
 
         def forward(*parts):
             x = parts[0] if len(parts) == 1 else ops.concatenate(parts, axis=-1)
-            x0 = norm_relu(entry_norm, self.entry_conv(x), training)
+            x0 = keras.ops.relu(entry_norm(self.entry_conv(x), training=training))
             h = None
             for t in range(self.num_iterations):
                 norm = norms[t if self.norm_per_iteration else 0]
                 h = self._tied_conv(x0 if h is None else x0 + h, use, t)
-                h = norm_relu(norm, h, training)
+                h = keras.ops.relu(norm(h, training=training))
             return h
 
         parts = tuple(inputs) if isinstance(inputs, (list, tuple)) else (inputs,)
