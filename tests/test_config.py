@@ -60,3 +60,61 @@ def test_an_invalid_override_is_blamed_not_the_valid_file(tmp_path):
     with pytest.raises(ValueError, match=r"bad.yaml \(with --set train.epochs=2\): "
                                          r"`model.depth`"):
         load_config(bad, ["train.epochs=2"])
+
+
+def test_inherits_from_merges_the_file_over_its_base(tmp_path):
+    (tmp_path / "base.yaml").write_text(
+        "data:\n  image_size: [64, 64]\n  augment:\n    flip_prob: 0.25\n    rotate_prob: 0.5\n"
+        "train:\n  epochs: 7\n  learning_rate: 0.01\n")
+    child = tmp_path / "sub" / "child.yaml"
+    child.parent.mkdir()
+    child.write_text("inherits_from: ../base.yaml\ndata:\n  image_size: [32, 48]\n"
+                     "  augment:\n    rotate_prob: 0.0\ntrain:\n  epochs: 3\n")
+    config = load_config(child)
+    assert config.data.image_size == [32, 48]          # a list replaces the base's
+    assert config.data.augment.rotate_prob == 0.0      # the child's value
+    assert config.data.augment.flip_prob == 0.25       # the base's, kept by the merge
+    assert config.train.epochs == 3
+    assert config.train.learning_rate == 0.01
+    assert config.model.base_filters == 16             # neither file: the default
+
+
+def test_a_shipped_variant_recipe_resolves_through_its_chain():
+    # kvasir_seg_1m -> kvasir_seg_long -> kvasir_seg: each level's own values survive
+    config = load_config("kvasir_seg_1m")
+    assert config.model.base_filters == 23             # kvasir_seg_1m
+    assert config.train.epochs == 60                   # kvasir_seg_long
+    assert config.data.augment.contrast_prob == 0.3    # kvasir_seg_long
+    assert config.train.learning_rate == 0.002         # kvasir_seg
+    assert config.data.name == "kvasir_seg"
+    basis = load_config("drive_basis_long")            # -> drive_basis -> drive
+    assert (basis.train.epochs, basis.model.base_filters, basis.data.patch_size) == (60, 53, [96, 96])
+
+
+def test_a_user_file_inherits_from_a_recipe_by_name(tmp_path):
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("inherits_from: drive\ntrain:\n  epochs: 2\n")
+    config = load_config(mine)
+    assert (config.data.name, config.train.epochs) == ("drive", 2)
+
+
+def test_bad_inherits_from_names_the_file(tmp_path):
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    a.write_text("inherits_from: b.yaml\n")
+    b.write_text("inherits_from: a.yaml\n")
+    with pytest.raises(ValueError, match=r"a.yaml: `inherits_from` makes a cycle: .*b.yaml -> "
+                                         r".*a.yaml -> .*b.yaml"):
+        load_config(b)
+    orphan = tmp_path / "orphan.yaml"
+    orphan.write_text("inherits_from: gone.yaml\n")
+    with pytest.raises(FileNotFoundError, match=r"orphan.yaml: `inherits_from: gone.yaml` names no file"):
+        load_config(orphan)
+    numbered = tmp_path / "numbered.yaml"
+    numbered.write_text("inherits_from: 3\n")
+    with pytest.raises(TypeError, match=r"numbered.yaml: `inherits_from` must be a recipe name "
+                                        r"or a YAML path, received 3"):
+        load_config(numbered)
+    bad_child = tmp_path / "bad_child.yaml"
+    bad_child.write_text("inherits_from: kvasir_seg\nmodel:\n  depth: 99\n")
+    with pytest.raises(ValueError, match=r"bad_child.yaml: `model.depth` must be <= 8"):
+        load_config(bad_child)

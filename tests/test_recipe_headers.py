@@ -13,7 +13,9 @@ _COUNT = re.compile(r"(\d{1,3}(?:,\d{3})+) parameters")
 
 @pytest.mark.parametrize("name", cfg.recipe_names())
 def test_the_header_states_the_built_models_parameters(name):
-    header = (cfg.RECIPES_DIR / f"{name}.yaml").read_text().split("\ndata:")[0]
+    lines = (cfg.RECIPES_DIR / f"{name}.yaml").read_text().splitlines()
+    header = "\n".join(line for line in lines[:next(i for i, line in enumerate(lines)
+                                                     if not line.startswith("#"))])
     stated = _COUNT.search(header)
     assert stated, f"{name}.yaml: its header states no parameter count"
     model = build_model(cfg.load_config(name).model)

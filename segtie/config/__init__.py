@@ -9,6 +9,11 @@ A config is one :class:`Config` with five groups (``data``, ``model``, ``train``
 ``--set group.key=value`` (the value is parsed as YAML, so ``--set
 data.image_size=[96,96]`` and ``--set train.epochs=3`` both work).
 
+A YAML file may start from another with ``inherits_from: <recipe name or path>``
+(nnU-Net v2's plans use the same key for configurations that derive from others):
+the other file is read first (recursively) and this file's values replace its
+values key by key, so a variant recipe states only what differs.
+
 Unknown keys, wrong types and out-of-range values raise ``ValueError`` or
 ``TypeError`` naming the key, what was expected and what was received.
 """
@@ -26,13 +31,16 @@ from segtie.config.checks import implied_num_classes
 from segtie.config.groups import (AugmentConfig, Config, DataConfig, EvalConfig, ModelConfig,
                                   TrackingConfig, TrainConfig)
 
-__all__ = ["DEFAULT_CONFIG", "RECIPES_DIR", "AugmentConfig", "Config", "DataConfig", "EvalConfig",
+__all__ = ["DEFAULT_CONFIG", "INHERITS_FROM", "RECIPES_DIR", "AugmentConfig", "Config", "DataConfig", "EvalConfig",
            "ModelConfig", "TrackingConfig", "TrainConfig", "apply_overrides", "config_path", "dump_yaml",
-           "flatten", "from_dict", "implied_num_classes", "load_config", "recipe_names", "to_dict"]
+           "flatten", "from_dict", "implied_num_classes", "load_config", "read_raw", "recipe_names",
+           "to_dict"]
 
 RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
 """The recipes shipped with the package (``configs/`` in the checkout links here)."""
 DEFAULT_CONFIG = RECIPES_DIR / "kvasir_seg.yaml"
+INHERITS_FROM = "inherits_from"
+"""The top-level key naming the YAML file a config starts from (:func:`read_raw`)."""
 
 
 def recipe_names() -> list[str]:
@@ -116,20 +124,22 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     return raw
 
 
-def load_config(path: Optional[str | Path] = None, overrides: Optional[list[str]] = None) -> Config:
-    """Load a YAML config file, apply overrides and validate.
+def read_raw(path: str | Path, _chain: tuple = ()) -> dict:
+    """The raw nested dict of a YAML config file, its ``inherits_from`` resolved.
 
-    Args:
-        path: YAML file or recipe name (:func:`config_path`); ``None`` loads the
-            default recipe ``kvasir_seg``.
-        overrides: ``["group.key=value", ...]``.
+    ``inherits_from: kvasir_seg_long`` (a shipped recipe's name) or ``inherits_from:
+    base.yaml`` (a path, relative to the file that names it) reads that file first,
+    recursively; then this file's groups are merged over it key by key (a nested
+    mapping is merged, any other value, lists included, replaces the base's).
 
     Raises:
-        FileNotFoundError: neither a file nor a shipped recipe.
-        ValueError / TypeError: see :func:`from_dict`; the message starts with the
-            file, or with the overrides when the file alone is valid.
+        FileNotFoundError: ``path``, or a file it inherits from, does not exist (the
+            message names the file that names it).
+        ValueError: not UTF-8, not valid YAML, or a cycle of ``inherits_from`` (the
+            message gives the chain of files).
+        TypeError: the file is not a mapping, or ``inherits_from`` is not a string.
     """
-    path = config_path(path)
+    path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except UnicodeDecodeError as err:
@@ -137,6 +147,55 @@ def load_config(path: Optional[str | Path] = None, overrides: Optional[list[str]
                          f"{err.start}); expected a YAML file") from err
     except yaml.YAMLError as err:
         raise ValueError(f"Config file {path} is not valid YAML: {err}") from err
+    if not isinstance(raw, dict):
+        raise TypeError(f"Config file {path} must hold a mapping of groups (data, model, "
+                         f"train, eval, tracking), received {type(raw).__name__}")
+    if INHERITS_FROM not in raw:
+        return raw
+    spec = raw.pop(INHERITS_FROM)
+    if not isinstance(spec, str) or not spec.strip():
+        raise TypeError(f"Config file {path}: `{INHERITS_FROM}` must be a recipe name or a "
+                        f"YAML path, received {spec!r}")
+    chain = _chain + (path.resolve(),)
+    beside = path.parent / spec
+    try:
+        base = beside if beside.is_file() else config_path(spec)
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"Config file {path}: `{INHERITS_FROM}: {spec}` names no "
+                                f"file ({err})") from err
+    if base.resolve() in chain:
+        cycle = " -> ".join(str(p) for p in chain + (base.resolve(),))
+        raise ValueError(f"Config file {path}: `{INHERITS_FROM}` makes a cycle: {cycle}")
+    return _merge(read_raw(base, chain), raw)
+
+
+def _merge(base: dict, over: dict) -> dict:
+    """``base`` with ``over``'s values in place of its own, nested mappings merged."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_config(path: Optional[str | Path] = None, overrides: Optional[list[str]] = None) -> Config:
+    """Load a YAML config file (its ``inherits_from`` resolved), apply overrides and validate.
+
+    Args:
+        path: YAML file or recipe name (:func:`config_path`); ``None`` loads the
+            default recipe ``kvasir_seg``.
+        overrides: ``["group.key=value", ...]``.
+
+    Raises:
+        FileNotFoundError: neither a file nor a shipped recipe, or a missing
+            ``inherits_from`` file (:func:`read_raw`).
+        ValueError / TypeError: see :func:`read_raw` and :func:`from_dict`; the message
+            starts with the file, or with the overrides when the file alone is valid.
+    """
+    path = config_path(path)
+    raw = read_raw(path)
     try:
         return from_dict(apply_overrides(raw, overrides or []))
     except (ValueError, TypeError) as err:
