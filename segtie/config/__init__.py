@@ -31,16 +31,15 @@ from segtie.config.checks import implied_num_classes
 from segtie.config.groups import (AugmentConfig, Config, DataConfig, EvalConfig, ModelConfig,
                                   TrackingConfig, TrainConfig)
 
-__all__ = ["DEFAULT_CONFIG", "INHERITS_FROM", "RECIPES_DIR", "AugmentConfig", "Config", "DataConfig", "EvalConfig",
-           "ModelConfig", "TrackingConfig", "TrainConfig", "apply_overrides", "config_path", "dump_yaml",
-           "flatten", "from_dict", "implied_num_classes", "load_config", "read_raw", "recipe_names",
-           "to_dict"]
+__all__ = ["DEFAULT_CONFIG", "RECIPES_DIR", "AugmentConfig", "Config", "DataConfig",
+           "EvalConfig", "ModelConfig", "TrackingConfig", "TrainConfig", "apply_overrides",
+           "config_path", "dump_yaml", "flatten", "from_dict", "implied_num_classes",
+           "load_config", "recipe_names", "to_dict"]
 
 RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
 """The recipes shipped with the package (``configs/`` in the checkout links here)."""
 DEFAULT_CONFIG = RECIPES_DIR / "kvasir_seg.yaml"
-INHERITS_FROM = "inherits_from"
-"""The top-level key naming the YAML file a config starts from (:func:`read_raw`)."""
+_INHERITS_FROM = "inherits_from"  # the top-level key naming the file a config starts from
 
 
 def recipe_names() -> list[str]:
@@ -124,7 +123,7 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     return raw
 
 
-def read_raw(path: str | Path, _chain: tuple = ()) -> dict:
+def _read_raw(path: str | Path, _chain: tuple = ()) -> dict:
     """The raw nested dict of a YAML config file, its ``inherits_from`` resolved.
 
     ``inherits_from: kvasir_seg_long`` (a shipped recipe's name) or ``inherits_from:
@@ -150,23 +149,23 @@ def read_raw(path: str | Path, _chain: tuple = ()) -> dict:
     if not isinstance(raw, dict):
         raise TypeError(f"Config file {path} must hold a mapping of groups (data, model, "
                          f"train, eval, tracking), received {type(raw).__name__}")
-    if INHERITS_FROM not in raw:
+    if _INHERITS_FROM not in raw:
         return raw
-    spec = raw.pop(INHERITS_FROM)
+    spec = raw.pop(_INHERITS_FROM)
     if not isinstance(spec, str) or not spec.strip():
-        raise TypeError(f"Config file {path}: `{INHERITS_FROM}` must be a recipe name or a "
+        raise TypeError(f"Config file {path}: `{_INHERITS_FROM}` must be a recipe name or a "
                         f"YAML path, received {spec!r}")
     chain = _chain + (path.resolve(),)
     beside = path.parent / spec
     try:
         base = beside if beside.is_file() else config_path(spec)
     except FileNotFoundError as err:
-        raise FileNotFoundError(f"Config file {path}: `{INHERITS_FROM}: {spec}` names no "
+        raise FileNotFoundError(f"Config file {path}: `{_INHERITS_FROM}: {spec}` names no "
                                 f"file ({err})") from err
     if base.resolve() in chain:
         cycle = " -> ".join(str(p) for p in chain + (base.resolve(),))
-        raise ValueError(f"Config file {path}: `{INHERITS_FROM}` makes a cycle: {cycle}")
-    return _merge(read_raw(base, chain), raw)
+        raise ValueError(f"Config file {path}: `{_INHERITS_FROM}` makes a cycle: {cycle}")
+    return _merge(_read_raw(base, chain), raw)
 
 
 def _merge(base: dict, over: dict) -> dict:
@@ -190,12 +189,12 @@ def load_config(path: Optional[str | Path] = None, overrides: Optional[list[str]
 
     Raises:
         FileNotFoundError: neither a file nor a shipped recipe, or a missing
-            ``inherits_from`` file (:func:`read_raw`).
-        ValueError / TypeError: see :func:`read_raw` and :func:`from_dict`; the message
+            ``inherits_from`` file (:func:`_read_raw`).
+        ValueError / TypeError: see :func:`_read_raw` and :func:`from_dict`; the message
             starts with the file, or with the overrides when the file alone is valid.
     """
     path = config_path(path)
-    raw = read_raw(path)
+    raw = _read_raw(path)
     try:
         return from_dict(apply_overrides(raw, overrides or []))
     except (ValueError, TypeError) as err:
