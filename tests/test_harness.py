@@ -9,7 +9,8 @@ so no empty-mask convention is involved.
 
 import numpy as np
 import pytest
-from harness import run_layer_test, run_loss_test, run_metric_test
+from harness import run_layer_test
+from harness_losses import run_loss_test, run_metric_test
 
 from segtie.losses import DiceBCELoss, DiceCELoss
 from segtie.metrics.validation import DiceMetric
