@@ -88,8 +88,8 @@ def test_a_shipped_variant_recipe_resolves_through_its_chain():
     assert config.train.learning_rate == 0.002         # kvasir_seg
     assert config.data.name == "kvasir_seg"
     basis = load_config("drive_basis_long")            # -> drive_basis -> drive
-    assert (basis.train.epochs, basis.model.base_filters,
-            basis.data.patch_size) == (60, 53, [96, 96])
+    assert (basis.train.epochs, basis.eval.tta_mirror, basis.model.base_filters,
+            basis.data.patch_size, basis.eval.overlap) == (90, True, 53, [96, 96], 0.5)
 
 
 def test_a_user_file_inherits_from_a_recipe_by_name(tmp_path):
