@@ -107,7 +107,12 @@ class TrainConfig:
     a run cut short says so on the console, in ``run_info.json`` (``stop_reason``)
     and as the MLflow tag ``segtie.stop_reason``. ``target_val_dice`` (``null``: off)
     stops after the first epoch whose validation Dice reaches it, likewise recorded
-    (:class:`segtie.training.callbacks.TargetDice`). ``deterministic`` makes TensorFlow
+    (:class:`segtie.training.callbacks.TargetDice`). ``ema_momentum`` (``null``: off)
+    keeps an exponential moving average of the weights (Polyak & Juditsky, SIAM J.
+    Control Optim. 1992; Keras' ``use_ema``): ``average = m * average + (1 - m) *
+    weights`` after every step, the first step copying; validation, the best checkpoint
+    and the model a run ends with use the average, the backup the raw weights
+    (:class:`segtie.training.callbacks.EMAWeights`). ``deterministic`` makes TensorFlow
     pick deterministic kernels (``tf.config.experimental.enable_op_determinism``), so
     two runs with the same ``seed`` on the same machine give the same weights and
     metrics, and a resumed run those of an uninterrupted one.
@@ -131,6 +136,7 @@ class TrainConfig:
     output_dir: str = "runs"
     max_minutes: Optional[float] = _field(None, low=0.0)
     target_val_dice: Optional[float] = _field(None, low=0.0, high=1.0)
+    ema_momentum: Optional[float] = _field(None, low=0.0, high=1.0)
     precision: str = _field("float32", choices=PRECISIONS)
     deterministic: bool = True
     distribute: str = _field("none", choices=DISTRIBUTE)

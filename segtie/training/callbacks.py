@@ -1,5 +1,5 @@
-"""Training callbacks: the best checkpoint (atomic), the time budget, the learning rate,
-the epoch timing."""
+"""Training callbacks: the best checkpoint (atomic), the moving average of the weights,
+the time budget, the learning rate, the epoch timing."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import keras
 logger = logging.getLogger(__name__)
 MONITOR = "val_dice"
 
-__all__ = ["MONITOR", "BestCheckpoint", "EpochTiming", "LearningRateInLogs", "TimeBudget"]
+__all__ = ["MONITOR", "BestCheckpoint", "EMAWeights", "EpochTiming", "LearningRateInLogs", "TimeBudget"]
 
 
 class BestCheckpoint(keras.callbacks.Callback):
@@ -62,6 +62,38 @@ class BestCheckpoint(keras.callbacks.Callback):
                            "defined Dice); saved the last epoch's model to %s",
                            self.monitor, self.path)
             self.best, self.best_epoch = math.nan, self.last_epoch
+
+
+class _AtEpochEnd(keras.callbacks.Callback):
+    """Call ``action()`` at every epoch end, where this callback sits in the list."""
+
+    def __init__(self, action):
+        super().__init__()
+        self.action = action
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.action()
+
+
+class EMAWeights:
+    """The optimizer's moving average of the weights where a run needs it.
+
+    For an optimizer built with ``use_ema=True`` (``train.ema_momentum``), Keras'
+    ``SwapEMAWeights`` puts the average in the model for validation and takes it out
+    after. At the epoch end, ``enter`` puts it in again and ``leave`` takes it out:
+    callbacks placed between them (the best checkpoint) see the average, those after
+    ``leave`` (the backup) the raw weights, with the average in the optimizer's
+    variables, so a resumed run goes on exactly. After the last epoch Keras' ``fit``
+    leaves the average in the model (``finalize_variable_values``).
+
+    Use ``callbacks = [swap, ..., enter, best, ..., leave, backup, ...]``:
+    ``swap``, ``enter`` and ``leave`` are the attributes of that name.
+    """
+
+    def __init__(self):
+        self.swap = keras.callbacks.SwapEMAWeights(swap_on_epoch=False)
+        self.enter = _AtEpochEnd(self.swap.on_test_begin)  # swaps in unless it is in
+        self.leave = _AtEpochEnd(self.swap.on_test_end)    # swaps out if it is in
 
 
 class TimeBudget(keras.callbacks.Callback):

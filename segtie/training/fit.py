@@ -53,8 +53,8 @@ from segtie.losses import DiceCELoss
 from segtie.metrics.validation import DiceMetric
 from segtie.nn import build_model, build_training_model, check_model, saved_model_of
 from segtie.training.backup import BACKUP_DIR, ResumableBackup, read_state
-from segtie.training.callbacks import (BestCheckpoint, EpochTiming, LearningRateInLogs,
-                                       TargetDice, TimeBudget)
+from segtie.training.callbacks import (BestCheckpoint, EMAWeights, EpochTiming,
+                                       LearningRateInLogs, TargetDice, TimeBudget)
 from segtie.training.distribute import (build_distribution, distribute_dataset,
                                         per_replica_batch, worker_folder)
 from segtie.training.guards import (NonFiniteLoss, StopOnNonFiniteLoss, StopOnSignal,
@@ -218,10 +218,13 @@ def _train_run(config, model, source, distribution, scratch, resume_from, state,
     # Order matters: the logs gain the rate; the epoch is saved, logged, journaled and
     # only then backed up; a stop request is honoured after the backup.
     timing = EpochTiming(images_per_epoch(config.data, inputs[0]))
-    callbacks = [timing, LearningRateInLogs(), StopOnNonFiniteLoss(), best,
-                 keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
-                 EpochMetrics(recorder, timing), backup, *stoppers,
-                 StopOnSignal(signals)]
+    ema = EMAWeights() if config.train.ema_momentum else None  # best: the average
+    callbacks = [c for c in (
+        ema and ema.swap, timing, LearningRateInLogs(), StopOnNonFiniteLoss(),
+        ema and ema.enter, best,
+        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
+        EpochMetrics(recorder, timing), ema and ema.leave, backup, *stoppers,
+        StopOnSignal(signals)) if c]
     try:
         with signals, recorder.system_metrics(config.tracking.system_metrics,
                                               config.tracking.system_metrics_interval):

@@ -8,8 +8,13 @@ __all__ = ["make_optimizer"]
 
 
 def make_optimizer(train_config, steps_per_epoch: int) -> keras.optimizers.Optimizer:
-    """The optimizer and learning-rate schedule described by ``config.train``."""
+    """The optimizer and learning-rate schedule described by ``config.train``.
+
+    With ``ema_momentum`` set, the optimizer also keeps the weights' moving average
+    (Keras ``use_ema``), which :class:`segtie.training.callbacks.EMAWeights` swaps in.
+    """
     t = train_config
+    ema = {"use_ema": True, "ema_momentum": t.ema_momentum} if t.ema_momentum else {}
     total = max(1, t.epochs * steps_per_epoch)
     warmup = min(t.warmup_epochs * steps_per_epoch, total - 1)
     if t.schedule == "cosine":
@@ -20,7 +25,7 @@ def make_optimizer(train_config, steps_per_epoch: int) -> keras.optimizers.Optim
     else:
         lr = t.learning_rate
     if t.optimizer == "adam":
-        return keras.optimizers.Adam(learning_rate=lr)
+        return keras.optimizers.Adam(learning_rate=lr, **ema)
     if t.optimizer == "adamw":
-        return keras.optimizers.AdamW(learning_rate=lr, weight_decay=t.weight_decay)
-    return keras.optimizers.SGD(learning_rate=lr, momentum=0.9, nesterov=True)
+        return keras.optimizers.AdamW(learning_rate=lr, weight_decay=t.weight_decay, **ema)
+    return keras.optimizers.SGD(learning_rate=lr, momentum=0.9, nesterov=True, **ema)
