@@ -79,6 +79,14 @@ def test_no_momentum_means_no_average():
     assert optimizer.use_ema and optimizer.ema_momentum == 0.99
 
 
+def test_a_run_shorter_than_the_average_is_warned_about(caplog):
+    make_optimizer(cfg.TrainConfig(epochs=1, ema_momentum=0.99), 32)  # 32 steps, ~100 averaged
+    assert "averages over about 100 steps but this run has 32" in caplog.text
+    caplog.clear()
+    make_optimizer(cfg.TrainConfig(epochs=10, ema_momentum=0.99), 32)  # 320 steps
+    assert "ema_momentum" not in caplog.text
+
+
 def test_a_momentum_outside_zero_one_is_refused():
     with pytest.raises(ValueError, match="ema_momentum"):
         cfg.from_dict({"train": {"ema_momentum": 1.5}})

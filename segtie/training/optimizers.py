@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+
 import keras
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["make_optimizer"]
 
@@ -16,6 +20,12 @@ def make_optimizer(train_config, steps_per_epoch: int) -> keras.optimizers.Optim
     t = train_config
     ema = {"use_ema": True, "ema_momentum": t.ema_momentum} if t.ema_momentum else {}
     total = max(1, t.epochs * steps_per_epoch)
+    if ema and total * (1 - t.ema_momentum) < 3:  # the average lags by about 1/(1-m) steps
+        logger.warning("train.ema_momentum=%g averages over about %s steps but this run has "
+                       "%d: the averaged model (validation, best.keras) will lag the "
+                       "training; use a smaller momentum or more epochs", t.ema_momentum,
+                       round(1 / (1 - t.ema_momentum)) if t.ema_momentum < 1 else "all",
+                       total)
     warmup = min(t.warmup_epochs * steps_per_epoch, total - 1)
     if t.schedule == "cosine":
         lr = keras.optimizers.schedules.CosineDecay(
