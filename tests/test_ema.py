@@ -6,16 +6,20 @@ the callbacks between ``enter`` and ``leave`` (the best checkpoint), those after
 ``leave`` (the backup) and the model after ``fit`` hold.
 """
 
+import csv
+import signal
+
 import keras
 import numpy as np
 import pytest
 
 from segtie import config as cfg
+from segtie.training import TrainingInterrupted, train
 from segtie.training.backup import read_state
 from segtie.training.callbacks import EMAWeights
 from segtie.training.optimizers import make_optimizer
 
-from tiny_config import tiny_config
+from tiny_config import signal_at, tiny_config
 
 MOMENTUM = 0.5
 
@@ -101,23 +105,10 @@ def test_a_killed_run_with_the_average_resumes_to_the_uninterrupted_one(
         kvasir_data_config, tmp_path, monkeypatch):
     """SIGTERM after epoch 1 of 3, resume: best checkpoint, last raw weights and every
     epoch's metrics equal an uninterrupted run's (real Kvasir-SEG frames, tiny model)."""
-    import csv
-    import os
-    import signal
-
-    from segtie.training import TrainingInterrupted, guards, train
-
     ema = {"epochs": 3, "ema_momentum": 0.9}
     reference = train(tiny_config(kvasir_data_config, tmp_path / "reference", ema))
     config = tiny_config(kvasir_data_config, tmp_path / "killed", ema)
-    original = guards.StopOnSignal.on_train_batch_end
-
-    def send(self, batch, logs=None):
-        if self.epoch == 1 and batch == 0 and self.signals.requested is None:
-            os.kill(os.getpid(), signal.SIGTERM)
-        original(self, batch, logs)
-
-    monkeypatch.setattr(guards.StopOnSignal, "on_train_batch_end", send)
+    signal_at(monkeypatch, signal.SIGTERM, epoch=1, step=0)
     with pytest.raises(TrainingInterrupted) as stopped:
         train(config)
     assert read_state(stopped.value.run_dir / "backup")["epoch"] == 1

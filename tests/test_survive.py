@@ -15,14 +15,14 @@ import pytest
 
 from segtie import cli
 from segtie import config as cfg
-from segtie.training import TrainingInterrupted, fit, guards, run_end, train
+from segtie.training import TrainingInterrupted, fit, run_end, train
 from segtie.training.backup import read_state
 from segtie.training.callbacks import BestCheckpoint, TargetDice
 from segtie.training.journal import Journal
 from segtie.training.optimizers import make_optimizer
 from segtie.training.runs import read_run_info
 
-from tiny_config import tiny_config, tiny_raw, write_yaml
+from tiny_config import signal_at, tiny_config, tiny_raw, write_yaml
 
 pytestmark = pytest.mark.slow  # each trains a tiny model (5-25 s)
 
@@ -44,24 +44,12 @@ def _only_run(uri, experiment):
     return client, runs[0]
 
 
-def _signal_at(monkeypatch, signum, epoch, step):
-    """Send ``signum`` to this process after step ``step`` (0-based) of ``epoch``."""
-    original = guards.StopOnSignal.on_train_batch_end
-
-    def send(self, batch, logs=None):
-        if self.epoch == epoch and batch == step and self.signals.requested is None:
-            os.kill(os.getpid(), signum)  # the handler runs here, as it would for a user
-        original(self, batch, logs)
-
-    monkeypatch.setattr(guards.StopOnSignal, "on_train_batch_end", send)
-
-
 def test_sigterm_stops_after_the_step_marks_killed_and_the_run_resumes(
         kvasir_data_config, tmp_path, monkeypatch):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     config = tiny_config(kvasir_data_config, tmp_path / "runs", {"epochs": 3},
                          {"enabled": True, "tracking_uri": uri, "experiment": "sigterm"})
-    _signal_at(monkeypatch, signal.SIGTERM, epoch=1, step=0)
+    signal_at(monkeypatch, signal.SIGTERM, epoch=1, step=0)
     with pytest.raises(TrainingInterrupted) as stopped:
         train(config)
     err = stopped.value

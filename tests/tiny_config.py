@@ -5,10 +5,12 @@ epoch), a 2-level tied U-Net of base width 4 (1,781 parameters).
 """
 
 import dataclasses
+import os
 
 import yaml
 
 from segtie import config as cfg
+from segtie.training import guards
 
 
 def tiny_raw(data_config, output_dir, train=None, tracking=None) -> dict:
@@ -32,3 +34,15 @@ def tiny_config(data_config, output_dir, train=None, tracking=None) -> cfg.Confi
 def write_yaml(raw: dict, path) -> str:
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return str(path)
+
+
+def signal_at(monkeypatch, signum, epoch, step):
+    """Send ``signum`` to this process after step ``step`` (0-based) of ``epoch``."""
+    original = guards.StopOnSignal.on_train_batch_end
+
+    def send(self, batch, logs=None):
+        if self.epoch == epoch and batch == step and self.signals.requested is None:
+            os.kill(os.getpid(), signum)  # the handler runs here, as it would for a user
+        original(self, batch, logs)
+
+    monkeypatch.setattr(guards.StopOnSignal, "on_train_batch_end", send)

@@ -14,7 +14,8 @@ import keras
 logger = logging.getLogger(__name__)
 MONITOR = "val_dice"
 
-__all__ = ["MONITOR", "BestCheckpoint", "EMAWeights", "EpochTiming", "LearningRateInLogs", "TimeBudget"]
+__all__ = ["MONITOR", "BestCheckpoint", "EMAWeights", "EpochTiming", "LearningRateInLogs",
+           "TimeBudget"]
 
 
 class BestCheckpoint(keras.callbacks.Callback):
