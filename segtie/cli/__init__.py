@@ -1,7 +1,7 @@
-"""The ``segtie`` command line: ``segtie train|evaluate|promote|predict|export|report|sync``.
+"""The ``segtie`` command line: ``segtie train|evaluate|ensemble|promote|predict|export|report|sync``.
 
 One subcommand per module (:mod:`~segtie.cli.train`, :mod:`~segtie.cli.evaluate`,
-:mod:`~segtie.cli.promote`, :mod:`~segtie.cli.predict`, :mod:`~segtie.cli.export`,
+:mod:`~segtie.cli.ensemble`, :mod:`~segtie.cli.promote`, :mod:`~segtie.cli.predict`, :mod:`~segtie.cli.export`,
 :mod:`~segtie.cli.report`, :mod:`~segtie.cli.sync`),
 each with ``add_parser`` and ``run``; the shared
 ``--config``/``--set`` arguments and error handling are :mod:`~segtie.cli.common`.
@@ -15,11 +15,11 @@ import sys
 from typing import Optional, Sequence
 
 import segtie
-from segtie.cli import evaluate, export, predict, promote, report, sync, train
+from segtie.cli import ensemble, evaluate, export, predict, promote, report, sync, train
 
 __all__ = ["SUBCOMMANDS", "build_parser", "main"]
 
-SUBCOMMANDS = (train, evaluate, promote, predict, export, report, sync)
+SUBCOMMANDS = (train, evaluate, ensemble, promote, predict, export, report, sync)
 
 
 def build_parser() -> argparse.ArgumentParser:

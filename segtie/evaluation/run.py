@@ -23,6 +23,7 @@ from segtie.evaluation.volumes import evaluate_volumes
 from segtie.inference import InferenceOptions
 from segtie.tracking import NOTE_TAG, Tracker
 from segtie.training import checkpoints
+from segtie.training.ensembles import ensemble_members
 
 __all__ = ["EVAL_RUN_TAG", "EvaluationResult", "PER_CASE_TABLE", "has_field_of_view",
            "inference_options", "run_evaluation"]
@@ -121,7 +122,9 @@ def run_evaluation(model, config, dataset, split: str, checkpoint: str) -> Evalu
     dataset input, a Markdown description linking the training run, the reports and
     ``per_case_table.json`` (the per-case rows as an MLflow table). The training run
     gets the tags ``segtie.eval_run_id`` and ``segtie.eval_run_id.<split>`` (this
-    run's id), so each run links to the other.
+    run's id), so each run links to the other. An ensemble's evaluation
+    (:mod:`segtie.training.ensembles`) is tagged ``segtie.ensemble_members``, the
+    members' training runs.
 
     Args:
         model: a loaded checkpoint (images -> logits).
@@ -150,6 +153,10 @@ def run_evaluation(model, config, dataset, split: str, checkpoint: str) -> Evalu
         tracker.log_input(test_set)
         tracker.set_tags({"segtie.dataset": config.data.name,
                           "segtie.split_digest": test_set["digest"]})
+        members = ensemble_members(checkpoint)
+        if members:  # an ensemble.keras: its members' training runs
+            tracker.set_tags({"segtie.ensemble_members": ",".join(
+                m["training_run_id"] or "unknown" for m in members)})
         tracker.log_params({"checkpoint": checkpoint, "split": split,
                             "image_size": config.data.image_size,
                             **{f"eval.{k}": v for k, v in vars(ev).items()}})
