@@ -20,6 +20,9 @@ from segtie.nn.ensemble import build_ensemble
 from trained_model import trained_run
 
 SMALL = dict(base_filters=4, depth=2, num_iterations=2)
+BASIS = dict(base_filters=8, depth=3, num_iterations=2, width_multiplier=1, tie_levels=True,
+             tie_decoder=True, level_projection=True, basis_size=3, basis_unique=1,
+             norm="instance")  # tests/test_filter_basis_unet.py's EXPORT
 
 
 def _members(num_classes=1, count=2):
@@ -127,3 +130,19 @@ def test_members_trained_for_another_task_are_refused(trained, tmp_path, capsys)
     err = capsys.readouterr().err
     assert "must agree on `data.image_size`" in err and "[64, 64]" in err and "[96, 96]" in err
     assert not (tmp_path / "ens" / "ensemble.keras").exists()
+
+
+def test_export_counts_each_members_filter_basis():
+    """Two basis U-Nets' variables share their paths: the LiteRT filter count the export
+    checks the file against must still be the sum (counted by layer)."""
+    from segtie.export import basis_filter_count, conv_kernel_count
+
+    members = []
+    for seed in (0, 1):
+        keras.utils.set_random_seed(seed)
+        members.append(build_unet(**BASIS))
+    single = basis_filter_count(members[0])
+    assert single == (1 + 6 + 6) + (1 + 4 + 4)  # as tests/test_filter_basis_unet.py
+    ensemble = build_ensemble(members)
+    assert basis_filter_count(ensemble) == 2 * single
+    assert conv_kernel_count(ensemble) == 2 * conv_kernel_count(members[0])

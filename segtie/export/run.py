@@ -43,7 +43,7 @@ from segtie.export.calibration import representative_images
 from segtie.export.flatbuffer import FlatbufferWeights, read_weights
 from segtie.export.litert import BYTES_PER_WEIGHT, VARIANTS, convert_litert
 from segtie.export.pixels import PixelServing, activation_name
-from segtie.nn.filter_basis import factored_is_cheaper
+from segtie.nn.filter_basis import FilterBasis, factored_is_cheaper
 from segtie.tracking import Tracker
 
 __all__ = ["ExportResult", "bank_use_count", "basis_filter_count", "conv_kernel_count",
@@ -104,16 +104,14 @@ def basis_filter_count(model: keras.Model) -> int:
     per use and, with ``basis_unique``, a filter of the use's own: ``1 + U (+ U)``.
     A composed one is folded like a bank: one composite filter per use, ``U``.
     """
-    weights = {v.path: v for v in model.weights}
     total = 0
-    for path, mix in weights.items():
-        if not path.endswith("filter_basis/coefficients"):
-            continue
-        uses, width, filters = (int(d) for d in mix.shape)
-        *kernel, c_in, _ = (int(d) for d in weights[path[:-len("coefficients")] + "basis"].shape)
-        unique = path[:-len("coefficients")] + "unique" in weights
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if not isinstance(layer, FilterBasis):  # by layer, not by variable path: two
+            continue                            # ensemble members share their paths
+        uses, width, filters = (int(d) for d in layer.coefficients.shape)
+        *kernel, c_in, _ = (int(d) for d in layer.basis.shape)
         if factored_is_cheaper(int(np.prod(kernel)), c_in, width, filters):
-            total += 1 + uses + (uses if unique else 0)
+            total += 1 + uses + (uses if layer.unique is not None else 0)
         else:
             total += uses
     return total
