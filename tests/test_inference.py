@@ -108,6 +108,38 @@ def test_mirror_tta_averages_flipped_logits(sliding):
     np.testing.assert_allclose(plain[0], np.arange(8), atol=1e-5)
 
 
+@pytest.mark.parametrize("sliding", [False, True])
+def test_transpose_tta_averages_the_column_and_the_row_ramp(sliding):
+    """Transposed, the column ramp becomes a row ramp: the mean is (row + column) / 2;
+    with the flips too (the 8 symmetries of the square) every pixel is 3.5."""
+    image = np.zeros((8, 8, 3), np.uint8)
+    args = dict(image_size=[8, 8], sliding_window=sliding, window_size=[8, 8], overlap=0.0)
+    logits = inference.predict_logits(ColumnRampModel(), image,
+                                      InferenceOptions(**args, tta_transpose=True))
+    rows, cols = np.mgrid[0:8, 0:8]
+    np.testing.assert_allclose(logits, (rows + cols) / 2, atol=1e-5)
+    both = inference.predict_logits(ColumnRampModel(), image, InferenceOptions(
+        **args, tta_transpose=True, tta_mirror=True))
+    np.testing.assert_allclose(both, 3.5, atol=1e-5)
+
+
+def test_transpose_tta_keeps_a_non_square_image_its_shape():
+    image = np.zeros((6, 10, 3), np.uint8)
+    for sliding in (False, True):
+        options = InferenceOptions([8, 8], sliding_window=sliding, window_size=[4, 4],
+                                   tta_transpose=True)
+        assert inference.predict_logits(ColumnRampModel(), image, options).shape == (6, 10)
+
+
+def test_volumes_refuse_transpose_tta():
+    from segtie import config as cfg
+    from segtie.evaluation.run import _check_volume_options
+
+    ev = cfg.load_config("hippocampus", ["eval.tta_transpose=true"]).eval
+    with pytest.raises(ValueError, match="`eval.tta_transpose` must be false for volumes"):
+        _check_volume_options(ev)
+
+
 def test_tta_keeps_a_mirror_equivariant_model(conv_model):
     channel0 = np.random.default_rng(1).integers(0, 256, (24, 40), dtype=np.uint8)
     image = image_from(channel0)

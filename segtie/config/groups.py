@@ -154,7 +154,9 @@ class EvalConfig:
     at its original resolution (``null`` = ``data.image_size``) overlapping by
     ``overlap``, blended with a Gaussian of sigma ``gaussian_sigma_scale`` x window
     when ``gaussian``; otherwise the whole image is resized to ``data.image_size``.
-    ``tta_mirror`` averages the logits of the four flips. ``keep_probabilities``
+    ``tta_mirror`` averages the logits of the four flips; ``tta_transpose`` averages
+    them with those of the transposed image (with both, the eight symmetries of the
+    square: 8x the inference time; 2-D only). ``keep_probabilities``
     adds AUC and average precision, ``accuracy`` the pixel accuracy; both are on
     automatically when the cases carry a field of view (DRIVE), whose metrics are
     then computed inside it. ``bootstrap_samples: 0`` leaves out the confidence
@@ -174,6 +176,7 @@ class EvalConfig:
     gaussian_sigma_scale: float = _field(0.125, low=0.01, high=10.0)
     sw_batch_size: int = _field(4, low=1)
     tta_mirror: bool = False
+    tta_transpose: bool = False
     largest_component: bool = False
     keep_probabilities: bool = False
     accuracy: bool = False

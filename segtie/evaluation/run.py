@@ -57,7 +57,8 @@ def _check_volume_options(ev) -> None:
     Raises:
         ValueError: naming the option.
     """
-    for key in ("tta_mirror", "largest_component", "keep_probabilities", "accuracy"):
+    for key in ("tta_mirror", "tta_transpose", "largest_component", "keep_probabilities",
+                "accuracy"):
         if getattr(ev, key):
             raise ValueError(f"`eval.{key}` must be false for volumes "
                              f"(`model.spatial_dims` = 3): not implemented in 3-D")
@@ -78,7 +79,8 @@ def inference_options(config) -> InferenceOptions:
         image_size=list(config.data.image_size), sliding_window=ev.sliding_window,
         window_size=ev.window_size, overlap=ev.overlap, gaussian=ev.gaussian,
         sigma_scale=ev.gaussian_sigma_scale, batch_size=ev.sw_batch_size,
-        tta_mirror=ev.tta_mirror, num_classes=config.model.num_classes)
+        tta_mirror=ev.tta_mirror, tta_transpose=ev.tta_transpose,
+        num_classes=config.model.num_classes)
 
 
 def _description(tracker, train_run: Optional[str], test_set: dict, summary: dict) -> str:

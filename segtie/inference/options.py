@@ -22,6 +22,9 @@ class InferenceOptions:
         sigma_scale: Gaussian sigma as a fraction of the window side.
         batch_size: tiles per model call.
         tta_mirror: average the logits of the four flips.
+        tta_transpose: average them with those of the transposed image (height and
+            width swapped): with ``tta_mirror``, the 8 symmetries of the square, 8x
+            the model calls. 2-D images only.
         num_classes: logit channels the model outputs (1 = binary, sigmoid; K > 1 =
             softmax over K classes).
     """
@@ -34,6 +37,7 @@ class InferenceOptions:
     sigma_scale: float = 0.125
     batch_size: int = 4
     tta_mirror: bool = False
+    tta_transpose: bool = False
     num_classes: int = 1
 
     def __post_init__(self):

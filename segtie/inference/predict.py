@@ -1,6 +1,7 @@
 """The one prediction path: a uint8 image of any size -> logits or probabilities.
 
-Resize (as in training) or sliding window, optional mirroring TTA; see
+Resize (as in training) or sliding window, optional mirroring and transposing TTA
+(with both, the logits of the eight symmetries of the square are averaged); see
 :mod:`segtie.inference`.
 """
 
@@ -25,30 +26,9 @@ def _resized_logits(model, image: np.ndarray, options: InferenceOptions) -> np.n
     return call_model(model, inputs[None], options.num_classes)[0]
 
 
-def predict_logits(model, image: np.ndarray, options: InferenceOptions) -> np.ndarray:
-    """Logits of one uint8 image at its original size.
-
-    Args:
-        model: a Keras model mapping ``(n, h, w, 3)`` float32 in [0, 1] to logits
-            ``(n, h, w, options.num_classes)``.
-        image: the original image, uint8.
-        options: how to run the model (:class:`InferenceOptions`).
-
-    Shapes:
-        ``image``: ``(H0, W0, 3)``. Returns ``(H0, W0)`` float32 (foreground logits)
-        when ``options.num_classes == 1``, else ``(H0, W0, num_classes)``.
-
-    Raises:
-        ValueError: ``image`` is not ``(H0, W0, 3)`` or the model output is not
-            ``num_classes``-channel logits of its input's size.
-        TypeError: ``image`` is not uint8.
-    """
-    image = np.asarray(image)
-    if image.ndim != 3 or image.shape[-1] != 3:
-        raise ValueError(f"`image` must have shape (height, width, 3), received "
-                         f"{image.shape}")
-    if image.dtype != np.uint8:
-        raise TypeError(f"`image` must be uint8 in [0, 255], received dtype {image.dtype}")
+def _mirrored_logits(model, image: np.ndarray, options: InferenceOptions) -> np.ndarray:
+    """Logits ``(H0, W0, K)`` of a checked uint8 image: resize or sliding window, with
+    the four flips averaged when ``options.tta_mirror``."""
     if options.sliding_window:
         scaled = image.astype(np.float32) / 255.0
         run = lambda x: _sliding_window(model, x, options)  # noqa: E731
@@ -65,6 +45,39 @@ def predict_logits(model, image: np.ndarray, options: InferenceOptions) -> np.nd
         height, width = image.shape[:2]
         logits = tf.image.resize(logits[None], (height, width),
                                  method="bilinear")[0].numpy()
+    return logits
+
+
+def predict_logits(model, image: np.ndarray, options: InferenceOptions) -> np.ndarray:
+    """Logits of one uint8 image at its original size.
+
+    Args:
+        model: a Keras model mapping ``(n, h, w, 3)`` float32 in [0, 1] to logits
+            ``(n, h, w, options.num_classes)``.
+        image: the original image, uint8.
+        options: how to run the model (:class:`InferenceOptions`); with
+            ``tta_transpose`` the mean of the image's logits and those of the image with
+            height and width swapped (swapped back), each mirrored with ``tta_mirror``.
+
+    Shapes:
+        ``image``: ``(H0, W0, 3)``. Returns ``(H0, W0)`` float32 (foreground logits)
+        when ``options.num_classes == 1``, else ``(H0, W0, num_classes)``.
+
+    Raises:
+        ValueError: ``image`` is not ``(H0, W0, 3)`` or the model output is not
+            ``num_classes``-channel logits of its input's size.
+        TypeError: ``image`` is not uint8.
+    """
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[-1] != 3:
+        raise ValueError(f"`image` must have shape (height, width, 3), received "
+                         f"{image.shape}")
+    if image.dtype != np.uint8:
+        raise TypeError(f"`image` must be uint8 in [0, 255], received dtype {image.dtype}")
+    logits = _mirrored_logits(model, image, options)
+    if options.tta_transpose:  # the transposed image, its logits transposed back
+        swapped = np.ascontiguousarray(np.swapaxes(image, 0, 1))
+        logits = (logits + np.swapaxes(_mirrored_logits(model, swapped, options), 0, 1)) / 2
     if options.num_classes == 1:
         logits = logits[..., 0]
     return np.ascontiguousarray(logits, dtype=np.float32)
