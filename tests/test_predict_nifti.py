@@ -78,3 +78,13 @@ def test_a_volume_for_a_2d_model_and_png16_are_refused(checkpoint, volumes, tmp_
     assert cli.main(["predict", "--model", str(flat / "best.keras"),
                      str(volumes / "hippocampus_001.nii.gz"), "--output", str(tmp_path / "b")]) == 2
     assert "is a 3-D volume, but the model is a 2-D model" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("key", ["tta_mirror", "tta_transpose", "largest_component"])
+def test_2d_only_options_are_refused_for_volumes(checkpoint, volumes, tmp_path, capsys, key):
+    """Never ignored: a volume with a 2-D-only option is an error naming the option."""
+    path, _, _ = checkpoint
+    assert cli.main(["predict", "--model", str(path), str(volumes / "hippocampus_001.nii.gz"),
+                     "--output", str(tmp_path / "m"), "--set", f"eval.{key}=true"]) == 2
+    assert f"`eval.{key}` must be false for volumes" in capsys.readouterr().err
+    assert not (tmp_path / "m" / "hippocampus_001_mask.nii.gz").exists()

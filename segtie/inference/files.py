@@ -166,6 +166,9 @@ def predict_files(model, plan: dict, options: InferenceOptions, threshold: float
     written, skipped, start = [], [], time.monotonic()
     for i, (path, outputs) in enumerate(plan.items()):
         if is_volume(path):
+            if keep_largest:  # refused, never ignored
+                raise ValueError(f"{path}: `eval.largest_component` must be false for "
+                                 f"volumes (implemented for 2-D images only)")
             try:
                 predict_nifti(model, path, outputs, options, threshold)
             except (ValueError, OSError) as err:

@@ -44,8 +44,13 @@ def predict_volume(model, image: np.ndarray, options: InferenceOptions) -> np.nd
         ``image``: float32 ``(D0, H0, W0, C)``. Returns float32 ``(D0, H0, W0, K)``.
 
     Raises:
-        ValueError: the window is not three sides, or the model's output is wrong.
+        ValueError: the window is not three sides, the model's output is wrong, or
+            ``options`` asks for TTA (2-D only: refused, never ignored).
     """
+    for key in ("tta_mirror", "tta_transpose"):
+        if getattr(options, key):
+            raise ValueError(f"`eval.{key}` must be false for volumes: test-time "
+                             f"augmentation is implemented for 2-D images only")
     logits = _sliding_window(model, np.asarray(image, np.float32), options).astype(np.float64)
     if logits.shape[-1] == 1:
         return (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
