@@ -8,8 +8,7 @@ from segtie import config as cfg
 from segtie.nn import build_model, build_unet, parameter_count, profile, unet_arguments
 from segtie.nn.budget import activation_line, fit_base_filters
 
-TINY = dict(base_filters=4, depth=3, num_iterations=2)
-SIZE = [16, 16]
+from model_args import SIZE, TINY
 
 
 def test_param_budget_sizes_a_template_bank_model():

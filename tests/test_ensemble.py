@@ -17,11 +17,11 @@ import yaml
 from segtie import cli
 from segtie.nn import build_unet
 from segtie.nn.ensemble import build_ensemble
+from model_args import LEVELS
 from trained_model import trained_run
 
 SMALL = dict(base_filters=4, depth=2, num_iterations=2)
-BASIS = dict(base_filters=8, depth=3, num_iterations=2, width_multiplier=1, tie_levels=True,
-             tie_decoder=True, level_projection=True, basis_size=3, basis_unique=1,
+BASIS = dict(LEVELS, base_filters=8, tie_decoder=True, basis_size=3, basis_unique=1,
              norm="instance")  # tests/test_filter_basis_unet.py's EXPORT
 
 

@@ -25,15 +25,13 @@ from segtie.nn import build_model, build_unet, parameter_count, profile, unet_ar
 from segtie.nn.budget import fit_base_filters
 from segtie.nn.describe import describe_scheme, scheme_name
 
-TINY = dict(base_filters=4, depth=3, num_iterations=2)  # norm: batch, as test_models
-LEVELS = dict(TINY, width_multiplier=1, tie_levels=True, tie_decoder=True,
-              level_projection=True)
+import model_args
+from model_args import SIZE, SIZE_3D, TINY, VOLUME
+
+LEVELS = dict(model_args.LEVELS, tie_decoder=True)
 BASIS = dict(TINY, basis_size=2)
 LEVELS_BASIS = dict(LEVELS, basis_size=2, basis_unique=1)  # one basis for 3 levels x 2
-UNTIE = dict(tied=False, tie_levels=False, tie_decoder=False, tie_recurrences=False,
-             basis_size=0, basis_unique=0, basis_ratio=0.0)
-VOLUME = dict(spatial_dims=3, in_channels=1, num_classes=3)
-SIZE, SIZE_3D = [16, 16], [8, 8, 8]
+UNTIE = dict(model_args.UNTIE, basis_size=0, basis_unique=0, basis_ratio=0.0)
 
 
 @pytest.mark.parametrize("kwargs", [

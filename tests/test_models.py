@@ -14,13 +14,9 @@ from segtie import config as cfg
 from segtie.cli.common import load_config
 from segtie.nn import build_model, build_unet, parameter_count, profile, unet_arguments
 
-TINY = dict(base_filters=4, depth=3, num_iterations=2)
-LEVELS = dict(TINY, width_multiplier=1, tie_levels=True, level_projection=True)
+from model_args import LEVELS, SIZE, SIZE_3D, TINY, UNTIE, VOLUME
+
 ALL = dict(LEVELS, tie_decoder=True, num_recurrences=2, num_iterations=3)
-UNTIE = dict(tied=False, tie_levels=False, tie_decoder=False, tie_recurrences=False)
-SIZE = [16, 16]
-VOLUME = dict(spatial_dims=3, in_channels=1, num_classes=3)  # a 3-D model, Hippocampus-like
-SIZE_3D = [8, 8, 8]
 BANK = dict(TINY, num_iterations=3, num_templates=2)  # 3 uses per block, 2 templates
 LEVELS_BANK = dict(LEVELS, tie_decoder=True, num_templates=3)  # one bank for 3 levels x 2
 
