@@ -106,6 +106,7 @@ def test_cli_ensemble_of_a_run_with_itself_scores_as_the_run(trained, tmp_path, 
     assert cli.main(["evaluate", "--checkpoint", str(out / "ensemble.keras"),
                      "--split", "test"] + sets) == 0
     assert _dice(eval_dir) == pytest.approx(single, abs=1e-6)
+    assert f"training runs {run_id}, {run_id} (an ensemble)" in capsys.readouterr().out
     client = mlflow.MlflowClient(trained.tracking_uri)
     tagged = client.search_runs(
         [client.get_run(run_id).info.experiment_id],

@@ -81,7 +81,7 @@ def test_evaluate_in_the_fov_with_a_second_observer(model, tmp_path):
 
 def test_print_table_shows_the_second_observer(model, tmp_path, capsys):
     _, summary = evaluation.evaluate(model, cases(), SIZE, 0.5, tmp_path, 0, accuracy=True)
-    evaluate_cli.print_table(summary, "run-x", tmp_path)
+    evaluate_cli.print_table(summary, "training run run-x", tmp_path)
     out = capsys.readouterr().out
     head, observer = out.split("second observer vs first")
     assert "accuracy" in head and "(1 cases)" in observer and "accuracy" in observer

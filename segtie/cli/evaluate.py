@@ -53,7 +53,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return parser
 
 
-def print_table(summary: dict, train_run: str, out_dir: Path) -> None:
+def print_table(summary: dict, source: str, out_dir: Path) -> None:
     """Print the summary table, and the second observer's when there is one."""
     from segtie.reports import format_table
 
@@ -66,7 +66,7 @@ def print_table(summary: dict, train_run: str, out_dir: Path) -> None:
     where = f"inside the ROI (field of view) for {roi} cases; " if roi else ""
     units = summary.get("distance_units", "pixels")
     print(f"\n{where}hd95 and assd in {units}; nsd at {summary.get('nsd_tolerance')} "
-          f"{units}; training run {train_run}; reports in {out_dir}")
+          f"{units}; {source}; reports in {out_dir}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -74,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
     from segtie.data.pipeline import build_eval_dataset
     from segtie.evaluation import run_evaluation
     from segtie.training import checkpoints
+    from segtie.training.ensembles import ensemble_members
 
     setup_logging()
 
@@ -89,7 +90,13 @@ def run(args: argparse.Namespace) -> int:
         return status
     config, model, dataset = loaded[0]
     result = run_evaluation(model, config, dataset, args.split, args.checkpoint)
-    print_table(result.summary, result.train_run_id or "unknown", result.out_dir)
+    members = ensemble_members(args.checkpoint)
+    if members and not result.train_run_id:
+        source = "training runs " + ", ".join(
+            m["training_run_id"] or "unknown" for m in members) + " (an ensemble)"
+    else:
+        source = f"training run {result.train_run_id or 'unknown'}"
+    print_table(result.summary, source, result.out_dir)
     if args.promote:
         if not result.mlflow_run_id:
             print("error: --promote needs the evaluation run in MLflow (tracking is off "
