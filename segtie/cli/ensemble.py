@@ -16,7 +16,6 @@ count, printed and listed, is the members' sum. See :mod:`segtie.nn.ensemble`.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -57,8 +56,7 @@ def run(args: argparse.Namespace) -> int:
         if (out / ENSEMBLE_FILE).exists() and not args.overwrite:
             raise FileExistsError(f"{out / ENSEMBLE_FILE} exists; give another --output "
                                   f"or --overwrite")
-        path = write_ensemble(args.checkpoints, out, args.tracking_uri)
-        listing = json.loads(path.with_name(MEMBERS_FILE).read_text())
+        path, listing = write_ensemble(args.checkpoints, out, args.tracking_uri)
         print(f"ensemble of {len(args.checkpoints)} checkpoints, "
               f"{listing['parameters']:,} parameters -> {path}\n"
               f"members: {path.with_name(MEMBERS_FILE)}\n"

@@ -74,7 +74,6 @@ def run(args: argparse.Namespace) -> int:
     from segtie.data.pipeline import build_eval_dataset
     from segtie.evaluation import run_evaluation
     from segtie.training import checkpoints
-    from segtie.training.ensembles import ensemble_members
 
     setup_logging()
 
@@ -90,10 +89,8 @@ def run(args: argparse.Namespace) -> int:
         return status
     config, model, dataset = loaded[0]
     result = run_evaluation(model, config, dataset, args.split, args.checkpoint)
-    members = ensemble_members(args.checkpoint)
-    if members and not result.train_run_id:
-        source = "training runs " + ", ".join(
-            m["training_run_id"] or "unknown" for m in members) + " (an ensemble)"
+    if result.ensemble_runs and not result.train_run_id:
+        source = f"training runs {', '.join(result.ensemble_runs)} (an ensemble)"
     else:
         source = f"training run {result.train_run_id or 'unknown'}"
     print_table(result.summary, source, result.out_dir)

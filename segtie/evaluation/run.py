@@ -21,6 +21,7 @@ from segtie.data.sources import dataset_facts
 from segtie.evaluation.evaluator import evaluate
 from segtie.evaluation.volumes import evaluate_volumes
 from segtie.inference import InferenceOptions
+from segtie.inference.volumes import refuse_2d_only
 from segtie.tracking import NOTE_TAG, Tracker
 from segtie.training import checkpoints
 from segtie.training.ensembles import ensemble_members
@@ -57,11 +58,8 @@ def _check_volume_options(ev) -> None:
     Raises:
         ValueError: naming the option.
     """
-    for key in ("tta_mirror", "tta_transpose", "largest_component", "keep_probabilities",
-                "accuracy"):
-        if getattr(ev, key):
-            raise ValueError(f"`eval.{key}` must be false for volumes "
-                             f"(`model.spatial_dims` = 3): not implemented in 3-D")
+    refuse_2d_only(**{key: getattr(ev, key) for key in (
+        "tta_mirror", "tta_transpose", "largest_component", "keep_probabilities", "accuracy")})
     if not ev.sliding_window:
         raise ValueError("`eval.sliding_window` must be true for volumes (`model.spatial_dims`"
                          " = 3): they are evaluated at their own size, window by window")
@@ -112,6 +110,7 @@ class EvaluationResult:
     out_dir: Path
     train_run_id: Optional[str]
     mlflow_run_id: Optional[str]
+    ensemble_runs: Optional[list] = None  # an ensemble's members' training runs
 
 
 def run_evaluation(model, config, dataset, split: str, checkpoint: str) -> EvaluationResult:
@@ -142,6 +141,8 @@ def run_evaluation(model, config, dataset, split: str, checkpoint: str) -> Evalu
     cardinality = int(dataset.cardinality().numpy())
     num_cases = cardinality if cardinality >= 0 else None
     train_run = checkpoints.training_run_id(checkpoint, config.tracking.tracking_uri)
+    members = ensemble_members(checkpoint)
+    ensemble_runs = [m["training_run_id"] or "unknown" for m in members] if members else None
     run_name = f"eval-{config.data.name}-{split}-{time.strftime('%Y%m%d-%H%M%S')}"
     out_dir = Path(config.eval.output_dir) / run_name
     tracker = Tracker(config.tracking.enabled, config.tracking.tracking_uri,
@@ -155,10 +156,8 @@ def run_evaluation(model, config, dataset, split: str, checkpoint: str) -> Evalu
         tracker.log_input(test_set)
         tracker.set_tags({"segtie.dataset": config.data.name,
                           "segtie.split_digest": test_set["digest"]})
-        members = ensemble_members(checkpoint)
-        if members:  # an ensemble.keras: its members' training runs
-            tracker.set_tags({"segtie.ensemble_members": ",".join(
-                m["training_run_id"] or "unknown" for m in members)})
+        if ensemble_runs:
+            tracker.set_tags({"segtie.ensemble_members": ",".join(ensemble_runs)})
         tracker.log_params({"checkpoint": checkpoint, "split": split,
                             "image_size": config.data.image_size,
                             **{f"eval.{k}": v for k, v in vars(ev).items()}})
@@ -172,7 +171,7 @@ def run_evaluation(model, config, dataset, split: str, checkpoint: str) -> Evalu
             tracker.log_metrics(_summary_metrics(summary, split))
             tracker.set_tags({"segtie.distance_units": "mm"})
             tracker.log_artifacts(out_dir)
-            return EvaluationResult(summary, out_dir, train_run, run_id)
+            return EvaluationResult(summary, out_dir, train_run, run_id, ensemble_runs)
         rows, summary = evaluate(
             model, _cases(dataset), config.data.image_size, ev.threshold, out_dir,
             ev.num_overlays, ev.spacing or config.data.spacing,
@@ -193,4 +192,4 @@ def run_evaluation(model, config, dataset, split: str, checkpoint: str) -> Evalu
         if train_run and run_id:
             tracker.tag_run(train_run, {EVAL_RUN_TAG: run_id,
                                         f"{EVAL_RUN_TAG}.{split}": run_id})
-    return EvaluationResult(summary, out_dir, train_run, run_id)
+    return EvaluationResult(summary, out_dir, train_run, run_id, ensemble_runs)

@@ -37,7 +37,8 @@ from segtie.data.image_files import SUFFIXES, read_image, to_uint8
 from segtie.inference.options import InferenceOptions
 from segtie.inference.postprocess import predict_labels
 from segtie.inference.predict import predict_probabilities
-from segtie.inference.volumes import VOLUME_SUFFIXES, is_volume, predict_nifti, volume_stem
+from segtie.inference.volumes import (VOLUME_SUFFIXES, is_volume, predict_nifti,
+                                      refuse_2d_only, volume_stem)
 
 __all__ = ["PROBABILITY_FORMATS", "PredictSummary", "find_images", "plan_outputs",
            "predict_files"]
@@ -166,9 +167,7 @@ def predict_files(model, plan: dict, options: InferenceOptions, threshold: float
     written, skipped, start = [], [], time.monotonic()
     for i, (path, outputs) in enumerate(plan.items()):
         if is_volume(path):
-            if keep_largest:  # refused, never ignored
-                raise ValueError(f"{path}: `eval.largest_component` must be false for "
-                                 f"volumes (implemented for 2-D images only)")
+            refuse_2d_only(largest_component=keep_largest)
             try:
                 predict_nifti(model, path, outputs, options, threshold)
             except (ValueError, OSError) as err:

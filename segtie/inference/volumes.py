@@ -34,6 +34,21 @@ def volume_stem(path) -> str:
     return nifti_stem(Path(path).name) or Path(path).stem
 
 
+def refuse_2d_only(**options: bool) -> None:
+    """Refuse, never ignore, a 2-D-only option set for a volume.
+
+    Args:
+        options: ``eval`` key -> its value, e.g. ``tta_mirror=True``.
+
+    Raises:
+        ValueError: naming the first key whose value is true.
+    """
+    for key, value in options.items():
+        if value:
+            raise ValueError(f"`eval.{key}` must be false for volumes "
+                             f"(`model.spatial_dims` = 3): not implemented in 3-D")
+
+
 def predict_volume(model, image: np.ndarray, options: InferenceOptions) -> np.ndarray:
     """Probabilities of one volume at its own size (sliding window, Gaussian blending).
 
@@ -47,10 +62,7 @@ def predict_volume(model, image: np.ndarray, options: InferenceOptions) -> np.nd
         ValueError: the window is not three sides, the model's output is wrong, or
             ``options`` asks for TTA (2-D only: refused, never ignored).
     """
-    for key in ("tta_mirror", "tta_transpose"):
-        if getattr(options, key):
-            raise ValueError(f"`eval.{key}` must be false for volumes: test-time "
-                             f"augmentation is implemented for 2-D images only")
+    refuse_2d_only(tta_mirror=options.tta_mirror, tta_transpose=options.tta_transpose)
     logits = _sliding_window(model, np.asarray(image, np.float32), options).astype(np.float64)
     if logits.shape[-1] == 1:
         return (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)

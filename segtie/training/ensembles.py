@@ -45,8 +45,9 @@ def _check_same_task(configs: Sequence[cfg.Config], specs: Sequence[str]) -> Non
                                  f"{flat[0].get(key)!r}, {spec} has {values.get(key)!r}")
 
 
-def write_ensemble(specs: Sequence[str], out_dir, tracking_uri: Optional[str] = None) -> Path:
-    """Load the members, check them, write the ensemble folder; returns the ``.keras`` path.
+def write_ensemble(specs: Sequence[str], out_dir, tracking_uri: Optional[str] = None
+                   ) -> tuple[Path, dict]:
+    """Load the members, check them, write the ensemble folder.
 
     Args:
         specs: two or more checkpoints, each a ``.keras`` path written by ``segtie train``
@@ -54,6 +55,9 @@ def write_ensemble(specs: Sequence[str], out_dir, tracking_uri: Optional[str] = 
         out_dir: the folder to write (created; an existing ensemble in it is replaced
             whole, never left half-written).
         tracking_uri: the MLflow store for URIs (``None``: the default config's).
+
+    Returns:
+        The ``.keras`` path and the listing written to :data:`MEMBERS_FILE`.
 
     Raises:
         ValueError: fewer than two members, a member that is not a loadable model, or
@@ -78,14 +82,14 @@ def write_ensemble(specs: Sequence[str], out_dir, tracking_uri: Optional[str] = 
                 "training_run_id": checkpoints.training_run_id(
                     spec, tracking_uri or c.tracking.tracking_uri)}
                for spec, m, c in zip(specs, models, configs)]
-    atomic_write_text(out / MEMBERS_FILE, json.dumps(
-        {"members": members, "parameters": int(ensemble.count_params()),
-         "combine": "mean of the members' logits"}, indent=2) + "\n")
+    listing = {"members": members, "parameters": int(ensemble.count_params()),
+               "combine": "mean of the members' logits"}
+    atomic_write_text(out / MEMBERS_FILE, json.dumps(listing, indent=2) + "\n")
     atomic_write_text(out / "config.yaml", cfg.dump_yaml(configs[0]))
     tmp = out / f".{ENSEMBLE_FILE}.tmp.keras"
     ensemble.save(tmp)
     os.replace(tmp, out / ENSEMBLE_FILE)
-    return out / ENSEMBLE_FILE
+    return out / ENSEMBLE_FILE, listing
 
 
 def ensemble_members(spec: str) -> Optional[list]:
