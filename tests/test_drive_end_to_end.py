@@ -106,3 +106,16 @@ def test_mlflow_holds_both_blocks(evaluated):
     assert metrics["test_auc_mean"] == pytest.approx(summary["auc"]["mean"])
     assert metrics["test_second_observer_dice_mean"] == pytest.approx(
         summary["second_observer"]["dice"]["mean"])
+    pooled = summary["pooled"]  # all FOV pixels of the split as one pool, as the papers
+    assert metrics["test_pooled_auc"] == pytest.approx(pooled["auc"])
+    assert metrics["test_pooled_dice"] == pytest.approx(pooled["dice"])
+    assert pooled["num_cases"] == 2 and 0.0 < pooled["auc"] <= 1.0
+
+
+def test_pooled_block_counts_every_fov_pixel(evaluated, drive_archive):
+    _, eval_dir, summary, _ = evaluated
+    rows = list(csv.DictReader((eval_dir / "per_case.csv").open()))
+    with zipfile.ZipFile(drive_archive) as archive:
+        fov = sum(int(read_member(archive, f"test/mask/{r['id']}_test_mask.gif").sum())
+                  for r in rows)
+    assert summary["pooled"]["num_pixels"] == fov > 2 * 200_000

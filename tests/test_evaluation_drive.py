@@ -77,6 +77,13 @@ def test_evaluate_in_the_fov_with_a_second_observer(model, tmp_path):
     observer_rows = list(csv.DictReader((tmp_path / "per_case_second_observer.csv").open()))
     assert [r["id"] for r in observer_rows] == ["01"]
     assert list(observer_rows[0]) == ["id", *observer["metrics"]]
+    # Pooled over both cases' FOV pixels: TP 32 + 64, FN 32, TN 448 + 448 of 1024,
+    # against the mean of the cases' Dice (64/96 + 1) / 2.
+    pooled = saved["pooled"]
+    assert saved["dice"]["mean"] == pytest.approx((64 / 96 + 1) / 2)
+    assert pooled["dice"] == pytest.approx(192 / 224)
+    assert pooled["accuracy"] == pytest.approx((96 + 896) / 1024)
+    assert pooled["num_pixels"] == 1024 and pooled["metrics"][-2:] == ["auc", "ap"]
 
 
 def test_print_table_shows_the_second_observer(model, tmp_path, capsys):
@@ -86,6 +93,8 @@ def test_print_table_shows_the_second_observer(model, tmp_path, capsys):
     head, observer = out.split("second observer vs first")
     assert "accuracy" in head and "(1 cases)" in observer and "accuracy" in observer
     assert "inside the ROI (field of view) for 2 cases" in out
+    assert "pooled over the 1,024 pixels of all 2 cases" in out
+    assert f"dice {192 / 224:.4f}" in out.split("pooled over")[1]
 
 
 def test_evaluate_without_a_fov_is_unchanged(model, tmp_path):

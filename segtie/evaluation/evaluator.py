@@ -23,6 +23,7 @@ import numpy as np
 
 from segtie import metrics, reports
 from segtie.evaluation import scoring
+from segtie.evaluation.pooled import PooledScores
 from segtie.inference import InferenceOptions, predict_labels, predict_probabilities
 from segtie.reports import save_overlay_grid
 
@@ -99,7 +100,11 @@ def evaluate(model, cases: Iterable[dict], image_size: Sequence[int], threshold:
       ``image_size``, ``distance_units`` and ``hd95_units`` (``"mm"`` with a spacing,
       else ``"pixels"``), ``nsd_tolerance`` and the inference options; with cases
       carrying ``mask2``, a block ``second_observer`` of the same statistics (plus
-      ``metrics`` and ``num_cases``); NaN -> ``null``;
+      ``metrics`` and ``num_cases``); for binary models a block ``pooled``: the
+      overlap metrics (and accuracy, AUC, AP when asked) of all cases' ROI pixels
+      scored as one pool, the DRIVE literature's convention
+      (:mod:`segtie.evaluation.pooled`), with ``metrics``, ``num_cases`` and
+      ``num_pixels``; NaN -> ``null``;
     * ``per_case_second_observer.csv``: the second observer's rows, if any;
     * ``overlays/NNN_<id>.png`` for the first ``num_overlays`` cases, and
       ``best_median_worst.png`` (cases ranked by Dice) and ``dice_boxplot.png``.
@@ -147,6 +152,7 @@ def evaluate(model, cases: Iterable[dict], image_size: Sequence[int], threshold:
     names = scoring.metric_names(options.num_classes, keep_probabilities, accuracy)
     rows, observer_rows, thumbs, units, num_roi = [], [], [], set(), 0
     penalized, observer_penalized = collections.Counter(), collections.Counter()
+    pool = None if multiclass else PooledScores(keep_probabilities, accuracy)
     bar = keras.utils.Progbar(num_cases, stateful_metrics=["dice"]) if progress else None
     start = time.perf_counter()
     for index, case in enumerate(cases):
@@ -164,6 +170,9 @@ def evaluate(model, cases: Iterable[dict], image_size: Sequence[int], threshold:
         scores = scoring.score_prediction(
             mask, prediction, options.num_classes,
             probabilities=probabilities if keep_probabilities else None, **where)
+        if pool is not None:
+            pool.add(mask, prediction, probabilities if keep_probabilities else None,
+                     where["roi"], case_id=case_id)
         rows.append({"id": case_id, **scores,
                      "height": int(mask.shape[0]), "width": int(mask.shape[1])})
         penalized.update(scoring.penalized_names(mask, prediction, options.num_classes,
@@ -198,6 +207,8 @@ def evaluate(model, cases: Iterable[dict], image_size: Sequence[int], threshold:
         "inference": {**vars(options), "largest_component": bool(largest_component)},
     }
     _count_penalized(summary, penalized)
+    if pool is not None:
+        summary["pooled"] = {**pool.result(), "metrics": list(pool.names())}
     if observer_rows:
         summary["second_observer"] = _observer_summary(observer_rows, accuracy, stats)
         _count_penalized(summary["second_observer"], observer_penalized)

@@ -94,6 +94,12 @@ def _description(tracker, train_run: Optional[str], test_set: dict, summary: dic
             f"are artifacts too.")
 
 
+def _pooled_metrics(pooled: dict, split: str) -> dict:
+    """``{<split>_pooled_<metric>: value}`` (:mod:`segtie.evaluation.pooled`), NaN left out."""
+    return {f"{split}_pooled_{m}": pooled[m] for m in pooled["metrics"]
+            if not math.isnan(pooled[m])}
+
+
 def _summary_metrics(summary: dict, prefix: str) -> dict:
     """``{<prefix>_<metric>_<stat>: value}`` of a summary block, NaN left out."""
     out = {f"{prefix}_{m}_{stat}": summary[m][stat] for m in summary["metrics"]
@@ -185,6 +191,8 @@ def run_evaluation(model, config, dataset, split: str, checkpoint: str) -> Evalu
         if "second_observer" in summary:
             tracker.log_metrics(_summary_metrics(summary["second_observer"],
                                                  f"{split}_second_observer"))
+        if "pooled" in summary:
+            tracker.log_metrics(_pooled_metrics(summary["pooled"], split))
         tracker.set_tags({"segtie.distance_units": summary["distance_units"],
                           NOTE_TAG: _description(tracker, train_run, test_set, summary)})
         tracker.log_artifacts(out_dir)
