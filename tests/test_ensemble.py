@@ -112,6 +112,9 @@ def test_cli_ensemble_of_a_run_with_itself_scores_as_the_run(trained, tmp_path, 
         [client.get_run(run_id).info.experiment_id],
         filter_string=f"tags.`segtie.ensemble_members` = '{run_id},{run_id}'")
     assert len(tagged) == 1  # the ensemble's evaluation run, not the single one
+    member = client.get_run(run_id).data.tags  # the member links to both evaluations
+    assert member["segtie.ensemble_eval_run_id.test"] == tagged[0].info.run_id
+    assert member["segtie.eval_run_id.test"] != tagged[0].info.run_id
     assert cli.main(["ensemble", "--checkpoint", best, "--checkpoint", best,
                      "--output", str(out)]) == 2
     assert "exists; give another --output or --overwrite" in capsys.readouterr().err

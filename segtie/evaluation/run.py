@@ -26,11 +26,12 @@ from segtie.tracking import NOTE_TAG, Tracker
 from segtie.training import checkpoints
 from segtie.training.ensembles import ensemble_members
 
-__all__ = ["EVAL_RUN_TAG", "EvaluationResult", "PER_CASE_TABLE", "has_field_of_view",
-           "inference_options", "run_evaluation"]
+__all__ = ["ENSEMBLE_EVAL_TAG", "EVAL_RUN_TAG", "EvaluationResult", "PER_CASE_TABLE",
+           "has_field_of_view", "inference_options", "run_evaluation"]
 
 STATS = ("mean", "median", "std", "ci_low", "ci_high")
 EVAL_RUN_TAG = "segtie.eval_run_id"  # on the training run: its latest evaluation
+ENSEMBLE_EVAL_TAG = "segtie.ensemble_eval_run_id"  # on a member: an ensemble's evaluation
 PER_CASE_TABLE = "per_case_table.json"
 
 
@@ -131,7 +132,9 @@ def run_evaluation(model, config, dataset, split: str, checkpoint: str) -> Evalu
     gets the tags ``segtie.eval_run_id`` and ``segtie.eval_run_id.<split>`` (this
     run's id), so each run links to the other. An ensemble's evaluation
     (:mod:`segtie.training.ensembles`) is tagged ``segtie.ensemble_members``, the
-    members' training runs.
+    members' training runs, and each member's training run gets
+    ``segtie.ensemble_eval_run_id.<split>`` (its own ``segtie.eval_run_id`` is left
+    alone: that is the member's evaluation, not the ensemble's).
 
     Args:
         model: a loaded checkpoint (images -> logits).
@@ -200,4 +203,7 @@ def run_evaluation(model, config, dataset, split: str, checkpoint: str) -> Evalu
         if train_run and run_id:
             tracker.tag_run(train_run, {EVAL_RUN_TAG: run_id,
                                         f"{EVAL_RUN_TAG}.{split}": run_id})
+        for member_run in sorted(set(ensemble_runs or ())) if run_id else ():
+            if member_run != "unknown":  # not the member's own evaluation: its own tag
+                tracker.tag_run(member_run, {f"{ENSEMBLE_EVAL_TAG}.{split}": run_id})
     return EvaluationResult(summary, out_dir, train_run, run_id, ensemble_runs)
