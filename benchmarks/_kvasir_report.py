@@ -2,14 +2,16 @@
 
 One row per trained model, as ``bench_kvasir.run_model`` writes it; the table shows the
 latest rows, ``pair_lines`` compares the latest good row of each pair of models, and
-``time_to_target`` reads a run's journal and ``print_time_to_target`` gives the minutes until the validation Dice first reached the
-target, as a ratio to the peer R2U-Net's.
+``time_to_target`` reads a run's journal and ``print_time_to_target`` gives the
+minutes until the validation Dice first reached the target, per seed, as a ratio to
+the peer R2U-Net's of the same seed, and the median ratio over seeds.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import statistics
 from pathlib import Path
 
 from _common import markdown_table
@@ -106,20 +108,31 @@ def print_table(path: Path) -> None:
 
 
 def print_time_to_target(rows: list) -> None:
-    """The time-to-accuracy table of the latest good row of each model."""
-    latest = {r["key"]: r for r in rows if "error" not in r and "target_dice" in r}
+    """The time-to-accuracy table: the latest good row of each model and seed, its
+    ratio to the peer R2U-Net of the same seed, and the median over seeds."""
+    latest = {(r["key"], r.get("seed")): r for r in rows
+              if "error" not in r and "target_dice" in r}
     if not latest:
         return
-    peer = latest.get("peer_r2_unet", {}).get("minutes_to_target")
-    cells = []
-    for key, r in latest.items():
+    cells, ratios = [], {}
+    for (key, seed), r in latest.items():
         minutes = r["minutes_to_target"]
-        cells.append([key, f"{r['target_dice']:g}", _number(r["epochs_to_target"], "d")
-                      or f"not in {r['epochs_run']}", _number(minutes, ".1f"),
+        peer = latest.get(("peer_r2_unet", seed), {}).get("minutes_to_target")
+        ratio = peer / minutes if peer and minutes else None
+        if ratio is not None:
+            ratios.setdefault(key, []).append(ratio)
+        cells.append([key, "-" if seed is None else str(seed), f"{r['target_dice']:g}",
+                      _number(r["epochs_to_target"], "d") or f"not in {r['epochs_run']}",
+                      _number(minutes, ".1f"),
                       _number(minutes and r["epochs_to_target"] and
                               60 * minutes / r["epochs_to_target"], ".0f"),
-                      _number(peer / minutes if peer and minutes else None, ".2f")])
+                      _number(ratio, ".2f")])
     print("\nTime to accuracy (training minutes, validation included, until the "
           "validation Dice first reached the target):\n")
-    print(markdown_table(("model", "target val Dice", "epochs", "minutes", "s / epoch",
-                          "peer R2U-Net minutes / these"), cells))
+    print(markdown_table(("model", "seed", "target val Dice", "epochs", "minutes",
+                          "s / epoch", "peer R2U-Net minutes / these (same seed)"), cells))
+    for key, values in ratios.items():
+        if len(values) > 1 and key != "peer_r2_unet":
+            print(f"{key}: peer R2U-Net minutes / these over {len(values)} seeds: median "
+                  f"{statistics.median(values):.2f}x (min {min(values):.2f}x, max "
+                  f"{max(values):.2f}x)")

@@ -4,7 +4,7 @@
     SEGTIE_MANUAL_DIR=../shared/data nice -n 19 python benchmarks/bench_kvasir.py \
         --models tied untied peer_r2_unet --results runs/bench_kvasir.jsonl \
         [--config configs/kvasir_seg.yaml] [--set train.epochs=24 ...] \
-        [--const-width 32] [--const-depth 5] [--in-process]
+        [--const-width 32] [--const-depth 5] [--in-process] [--seeds 42 7 123]
     python benchmarks/bench_kvasir.py --table-only --results runs/bench_kvasir.jsonl
 
 Every model is trained by ``segtie.training.train`` (the same data pipeline, Dice +
@@ -40,7 +40,11 @@ minutes (the sum of the per-epoch ``epoch_seconds`` of the run's journal, valida
 included, as a user waits for it) until the validation Dice first reached
 ``--target-dice`` (default 0.75), and the ratio of the peer R2U-Net's minutes to
 each model's. ``--set train.target_val_dice=0.75`` ends each run there, saving
-the remaining epochs (the test Dice is then that of the early checkpoint).
+the remaining epochs (the test Dice is then that of the early checkpoint). The epoch
+of the crossing moves with the seed by two or more epochs, so ``--seeds 42 7 123``
+trains every model once per seed (``train.seed``: weights, data order and
+augmentation), and the table gives each seed's ratio (peer and model of the same
+seed) and the median over seeds.
 
 Each model runs in its own child process (``--in-process``: all in this one), so
 its peak RSS (``ru_maxrss``) is its own. One JSON line per model is appended to
@@ -165,7 +169,8 @@ def _finite(value):
 def run_model(key: str, config: cfg.Config, models_before: int,
               args_target: float = 0.75) -> dict:
     """Train and test one model; the result row (with ``error`` if it failed)."""
-    row = {"key": key, "description": describe(key, config), "started":
+    row = {"key": key, "seed": config.train.seed, "description": describe(key, config),
+           "started":
            time.strftime("%Y-%m-%d %H:%M:%S"), "device": bench_tying.device_description(),
            "image_size": list(config.data.image_size), "epochs": config.train.epochs,
            "models_before_in_process": models_before}
@@ -226,6 +231,14 @@ def child_command(key: str, args) -> list:
     return command
 
 
+def seeded(args, seed):
+    """``args`` with ``train.seed=<seed>`` after the user's ``--set`` (``None``: as is)."""
+    if seed is None:
+        return args
+    return argparse.Namespace(**{**vars(args), "overrides": args.overrides +
+                                 [f"train.seed={seed}"]})
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", choices=KEYS, default=[])
@@ -240,6 +253,9 @@ def parse_args(argv=None):
                         help="tied_levels / plain_const: resolution levels")
     parser.add_argument("--target-dice", type=float, default=0.75,
                         help="time to accuracy: the validation Dice to reach")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None,
+                        help="train every model once per seed (train.seed); default: "
+                             "the config's seed")
     parser.add_argument("--in-process", action="store_true",
                         help="run every model in this process (peak RSS is then cumulative)")
     parser.add_argument("--table-only", action="store_true", help="print the table and exit")
@@ -260,24 +276,28 @@ def main(argv=None) -> int:
         print("error: the peer models need keras-unet-collection: "
               f"pip install -e '{ROOT}[bench]'", file=sys.stderr)
         return 2
+    runs = [(seed, key) for seed in (args.seeds or [None]) for key in args.models]
     try:  # every config up front: a bad --set fails before hours of training
-        configs = {key: load_key_config(key, args) for key in args.models}
+        configs = {run: load_key_config(run[1], seeded(args, run[0])) for run in runs}
     except (ValueError, TypeError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     failed = False
-    for index, key in enumerate(args.models):
+    for index, (seed, key) in enumerate(runs):
+        config = configs[seed, key]
         if args.in_process:
-            row = run_model(key, configs[key], index, args.target_dice)
+            row = run_model(key, config, index, args.target_dice)
             append_row(args.results, row)
         else:
             before = len(read_rows(args.results))
-            code = subprocess.run(child_command(key, args), check=False).returncode
+            code = subprocess.run(child_command(key, seeded(args, seed)),
+                                  check=False).returncode
             if len(read_rows(args.results)) == before:  # it died before writing its row
                 append_row(args.results, {
-                    "key": key, "description": describe(key, configs[key]),
-                    "image_size": list(configs[key].data.image_size),
-                    "epochs": configs[key].train.epochs,
+                    "key": key, "seed": config.train.seed,
+                    "description": describe(key, config),
+                    "image_size": list(config.data.image_size),
+                    "epochs": config.train.epochs,
                     "error": f"child process exited with code {code} and wrote no row"})
             row = read_rows(args.results)[-1]
         failed |= "error" in row
