@@ -117,6 +117,12 @@ class TrainConfig:
     two runs with the same ``seed`` on the same machine give the same weights and
     metrics, and a resumed run those of an uninterrupted one.
 
+    ``init_from`` (``null``: off) starts a new run from the weights of a trained
+    checkpoint instead of a random initialisation (nnU-Net's ``-pretrained_weights``):
+    a ``.keras`` path or an MLflow model URI of a model of the same architecture
+    (every variable's shape must match, in order; the optimizer starts afresh, with
+    this config's schedule). A resumed run keeps its own weights.
+
     ``distribute`` (:mod:`segtie.training.distribute`): ``none``, ``mirrored`` (the
     GPUs of one machine) or ``multi_worker`` (one process per machine, ``TF_CONFIG``);
     ``data.batch_size`` is then the global batch, split across the replicas, and
@@ -137,6 +143,7 @@ class TrainConfig:
     max_minutes: Optional[float] = _field(None, low=0.0)
     target_val_dice: Optional[float] = _field(None, low=0.0, high=1.0)
     ema_momentum: Optional[float] = _field(None, low=0.0, high=1.0)
+    init_from: Optional[str] = None
     precision: str = _field("float32", choices=PRECISIONS)
     deterministic: bool = True
     distribute: str = _field("none", choices=DISTRIBUTE)

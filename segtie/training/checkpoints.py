@@ -66,6 +66,41 @@ def check_compatible(model: keras.Model, model_config, spec: str) -> None:
                          f"`model.num_classes` is {model_config.num_classes}")
 
 
+def initialize_from(model: keras.Model, spec: str,
+                    tracking_uri: Optional[str] = None) -> None:
+    """Give ``model`` the weights of the checkpoint ``spec`` (``train.init_from``).
+
+    Every variable of the checkpoint's model is assigned to the variable of ``model``
+    at the same position of ``model.weights`` (trainable and not, e.g. a batch norm's
+    running statistics); a tied kernel is one variable in both, so it stays one.
+
+    Args:
+        model: the freshly built model (the inference model, not a training wrapper).
+        spec: a ``.keras`` path or an MLflow model URI, as :func:`load_checkpoint`.
+        tracking_uri: the MLflow store of an MLflow URI.
+
+    Raises:
+        FileNotFoundError, ValueError: as :func:`load_checkpoint`; ValueError also when
+            the two models have a different number of variables or a variable's shape
+            differs (the message names the variable and both shapes).
+    """
+    source = load_checkpoint(spec, tracking_uri)
+    have, want = source.weights, model.weights
+    if len(have) != len(want):
+        raise ValueError(f"`train.init_from` = {spec}: its model has {len(have)} variables "
+                         f"and this config's model {len(want)}; expected the same "
+                         f"architecture (model group) as the run that wrote it")
+    for index, (a, b) in enumerate(zip(have, want)):
+        if tuple(a.shape) != tuple(b.shape):
+            raise ValueError(f"`train.init_from` = {spec}: variable {index} ({b.path}) has "
+                             f"shape {tuple(b.shape)} in this config's model but "
+                             f"{tuple(a.shape)} ({a.path}) in the checkpoint; expected the "
+                             f"same architecture (model group) as the run that wrote it")
+    for a, b in zip(have, want):
+        b.assign(a)
+    logger.info("Initialised %d variables from %s", len(want), spec)
+
+
 def training_run_id(spec: str, tracking_uri: Optional[str] = None) -> Optional[str]:
     """The MLflow id of the training run that produced the checkpoint, if known."""
     if is_mlflow_uri(spec):

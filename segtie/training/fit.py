@@ -55,6 +55,7 @@ from segtie.nn import build_model, build_training_model, check_model, saved_mode
 from segtie.training.backup import BACKUP_DIR, ResumableBackup, read_state
 from segtie.training.callbacks import (BestCheckpoint, EMAWeights, EpochTiming,
                                        LearningRateInLogs, TargetDice, TimeBudget)
+from segtie.training.checkpoints import initialize_from
 from segtie.training.distribute import (build_distribution, distribute_dataset,
                                         per_replica_batch, worker_folder)
 from segtie.training.guards import (NonFiniteLoss, StopOnNonFiniteLoss, StopOnSignal,
@@ -175,6 +176,9 @@ def train(config: cfg.Config, model: Optional[keras.Model] = None,
                 model = build_training_model(build_model(
                     config.model, config.data.patch_size or config.data.image_size,
                     config.data.batch_size), config.model)
+        if config.train.init_from and state is None:  # a resumed run keeps its own
+            initialize_from(saved_model_of(model), config.train.init_from,
+                            config.tracking.tracking_uri)
         model.compile(optimizer=make_optimizer(config.train, steps),
                       loss=DiceCELoss(config.train.dice_weight, config.train.bce_weight),
                       metrics=[DiceMetric(threshold=config.eval.threshold)])
