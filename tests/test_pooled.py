@@ -22,6 +22,18 @@ def square(r0, r1, c0, c1, value=1):
     return out
 
 
+def pooled_and_concatenated(pool, cases):
+    """``pool``'s result over ``(truth, prediction, probabilities, roi)`` cases, and the
+    ROI pixels concatenated for scikit-learn: reference and probabilities (or, without
+    them, the prediction)."""
+    for index, (truth, pred, probs, roi) in enumerate(cases):
+        pool.add(truth, pred, probs, roi=roi, case_id=str(index))
+    ys = np.concatenate([t[roi] for t, _, _, roi in cases])
+    ss = np.concatenate([(pred if probs is None else probs)[roi]
+                         for _, pred, probs, roi in cases])
+    return pool.result(), ys, ss
+
+
 def test_pooled_counts_by_hand():
     # Case a: TP 1, FP 1 (Dice 2/3); case b: TP 6, FN 2 (Dice 12/14).
     a_true, a_pred = np.zeros((2, 4), np.uint8), np.zeros((2, 4), np.uint8)
@@ -49,18 +61,13 @@ def test_pooled_counts_by_hand():
 
 def test_pooled_ranking_matches_sklearn_on_concatenated_pixels():
     rng = np.random.default_rng(3)
-    pool = PooledScores(keep_probabilities=True)
-    truths, scores, per_case = [], [], []
+    cases = []
     for n, rate in ((20, 0.1), (25, 0.4), (15, 0.25)):
         truth = rng.random((n, n)) < rate
         probs = np.clip(0.3 * truth + 0.7 * rng.random((n, n)), 0, 1).astype(np.float32)
-        roi = rng.random((n, n)) < 0.8
-        pool.add(truth, probs > 0.5, probs, roi=roi)
-        truths.append(truth[roi])
-        scores.append(probs[roi])
-        per_case.append(metrics.auc(truth, probs, roi))
-    out = pool.result()
-    y, s = np.concatenate(truths), np.concatenate(scores)
+        cases.append((truth, probs > 0.5, probs, rng.random((n, n)) < 0.8))
+    out, y, s = pooled_and_concatenated(PooledScores(keep_probabilities=True), cases)
+    per_case = [metrics.auc(truth, probs, roi) for truth, _, probs, roi in cases]
     assert out["auc"] == pytest.approx(skm.roc_auc_score(y, s), abs=1e-12)
     assert out["ap"] == pytest.approx(skm.average_precision_score(y, s), abs=1e-12)
     assert out["dice"] == pytest.approx(skm.f1_score(y, s > 0.5), abs=1e-12)
@@ -83,16 +90,9 @@ def test_pooled_errors_name_the_case():
 
 def test_pooled_drive_second_observer_matches_sklearn():
     """Real DRIVE test images 1-3: the second observer pooled against the first."""
-    pool = PooledScores(accuracy=True)
-    truths, preds, per_image = [], [], []
-    for index in (1, 2, 3):
-        first, second, fov = load_drive(index)
-        pool.add(first, second, roi=fov, case_id=f"{index:02d}")
-        truths.append(first[fov])
-        preds.append(second[fov])
-        per_image.append(metrics.dice(first, second, fov))
-    out = pool.result()
-    y, p = np.concatenate(truths), np.concatenate(preds)
+    cases = [(first, second, None, fov) for first, second, fov in map(load_drive, (1, 2, 3))]
+    out, y, p = pooled_and_concatenated(PooledScores(accuracy=True), cases)
+    per_image = [metrics.dice(first, second, fov) for first, second, _, fov in cases]
     assert out["dice"] == pytest.approx(skm.f1_score(y, p), abs=1e-12)
     assert out["accuracy"] == pytest.approx(skm.accuracy_score(y, p), abs=1e-12)
     assert out["specificity"] == pytest.approx(skm.recall_score(y, p, pos_label=False))
