@@ -33,9 +33,12 @@ from typing import Optional
 import numpy as np
 
 from segtie import metrics
+from segtie.evaluation import scoring
 from segtie.metrics import Confusion
 
 __all__ = ["PooledScores"]
+
+SURFACE_NAMES = ("hd95", "assd", "nsd")  # per-case distances: no pooled form
 
 
 class PooledScores:
@@ -64,10 +67,8 @@ class PooledScores:
     def names(self) -> tuple[str, ...]:
         """The pooled metrics, in report order: the overlap metrics (no distances:
         a surface distance has no pooled form), ``accuracy``, ``auc`` and ``ap``."""
-        names = [n for n in metrics.METRIC_NAMES if n not in ("hd95", "assd", "nsd")]
-        if self.accuracy:
-            names.insert(names.index("specificity") + 1, "accuracy")
-        return tuple(names) + (metrics.RANKING_NAMES if self.keep_probabilities else ())
+        return tuple(n for n in scoring.metric_names(1, self.keep_probabilities, self.accuracy)
+                     if n not in SURFACE_NAMES)
 
     def add(self, mask, prediction, probabilities=None, roi=None, *,
             case_id: Optional[str] = None) -> None:
