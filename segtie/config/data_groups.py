@@ -82,6 +82,11 @@ class DataConfig:
     the folder holding the publisher's archive when there is no network; the
     environment variable ``SEGTIE_MANUAL_DIR`` overrides it. ``max_train_cases``
     caps the training split (``null`` = all), for quick runs and tests.
+    ``train_on_validation`` trains on the train and validation cases together
+    (nnU-Net's ``fold all``, the papers' use of all 20 DRIVE training images): the
+    test split is untouched, but the validation Dice of such a run scores images it
+    trained on, so it is optimistic and its best checkpoint is the best epoch on seen
+    images (with a cosine schedule, one of the last).
 
     ``name: folder`` reads your own data from ``folder`` (``images/`` and ``masks/``,
     see :mod:`segtie.data.sources.folder`); ``label_map`` maps raw mask values (palette
@@ -106,6 +111,7 @@ class DataConfig:
     image_size: list = _field(lambda: [128, 128], factory=True)
     batch_size: int = _field(8, low=1)
     max_train_cases: Optional[int] = _field(None, low=1)
+    train_on_validation: bool = False
     max_eval_cases: Optional[int] = _field(None, low=1)
     shuffle_buffer: int = _field(1000, low=1)
     cache: bool = True

@@ -51,6 +51,8 @@ def _case_limit(data_config, split: str) -> Optional[int]:
 
 def _limited_split(data_config, split: str) -> tf.data.Dataset:
     dataset = load_split(data_config, split)
+    if split == "train" and data_config.train_on_validation:
+        dataset = dataset.concatenate(load_split(data_config, "validation"))
     limit = _case_limit(data_config, split)
     if limit is not None:
         dataset = dataset.take(limit)
@@ -62,7 +64,8 @@ def build_dataset(data_config, split: str, *, training: bool, seed: int = 42,
     """Batches of ``(image, mask)`` at ``data_config.image_size`` for Keras.
 
     Steps: load the split (:func:`segtie.data.sources.load_split`, preparing the TFDS data
-    if needed) -> keep the first ``max_train_cases`` (train split) or
+    if needed; the train split followed by the validation split with
+    ``data_config.train_on_validation``) -> keep the first ``max_train_cases`` (train split) or
     ``max_eval_cases`` (other splits) -> resize (:func:`preprocess_image`,
     :func:`preprocess_mask`) -> cache in memory (if ``data_config.cache``) -> when
     ``training``, for each epoch ``e`` of ``start_epoch .. epochs - 1``: repeat each

@@ -16,7 +16,9 @@ sets have the same ``digest``):
   the ids and a fixed seed (:mod:`segtie.data.splits`), so equal digests mean the same
   cases. MLflow keeps at most 36 characters of a dataset digest;
 - ``split_sizes``: the number of cases of every split of the source, and
-  ``num_cases``: the cases this split gives the run (after the limit).
+  ``num_cases``: the cases this split gives the run (after the limit; the train
+  split with ``train_on_validation`` gives train and validation cases, which the
+  digest and ``parts`` say).
 """
 
 from __future__ import annotations
@@ -103,7 +105,8 @@ def describe_split(data_config, split: str) -> dict:
         split: ``"train"``, ``"validation"`` or ``"test"``.
 
     Returns:
-        ``{"name": "<data.name>-<split>", "dataset": data.name, "split", "digest",
+        ``{"name": "<data.name>-<split>", "dataset": data.name, "split", "parts"
+        (the source splits read, e.g. ``["train", "validation"]``), "digest",
         "sha256", "source" (absolute path or null), "num_cases", "case_limit",
         "split_sizes": {split: int}}``.
 
@@ -115,9 +118,13 @@ def describe_split(data_config, split: str) -> dict:
     source, sha256 = _archive_source(data_config)
     sizes = _split_sizes(data_config)
     limit = data_config.max_train_cases if split == "train" else data_config.max_eval_cases
-    num_cases = sizes[split] if limit is None else min(sizes[split], limit)
-    key = json.dumps([sha256, data_config.name, split, sizes[split], limit])
+    parts = [split]
+    if split == "train" and data_config.train_on_validation:
+        parts.append("validation")
+    available = sum(sizes[part] for part in parts)
+    num_cases = available if limit is None else min(available, limit)
+    key = json.dumps([sha256, data_config.name, "+".join(parts), available, limit])
     return {"name": f"{data_config.name}-{split}", "dataset": data_config.name,
-            "split": split, "digest": hashlib.sha256(key.encode()).hexdigest()[:DIGEST_CHARS],
+            "split": split, "parts": parts, "digest": hashlib.sha256(key.encode()).hexdigest()[:DIGEST_CHARS],
             "sha256": sha256, "source": None if source is None else str(source),
             "num_cases": num_cases, "case_limit": limit, "split_sizes": sizes}

@@ -11,6 +11,7 @@ add the block ``second_observer`` (the human reference) to summary.json. Volumes
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import time
 from pathlib import Path
@@ -28,6 +29,8 @@ from segtie.training.ensembles import ensemble_members
 
 __all__ = ["ENSEMBLE_EVAL_TAG", "EVAL_RUN_TAG", "EvaluationResult", "PER_CASE_TABLE",
            "has_field_of_view", "inference_options", "run_evaluation"]
+
+logger = logging.getLogger(__name__)
 
 STATS = ("mean", "median", "std", "ci_low", "ci_high")
 EVAL_RUN_TAG = "segtie.eval_run_id"  # on the training run: its latest evaluation
@@ -145,6 +148,9 @@ def run_evaluation(model, config, dataset, split: str, checkpoint: str) -> Evalu
         checkpoint: the checkpoint spec (a ``.keras`` path or an MLflow URI).
     """
     ev, fov = config.eval, has_field_of_view(dataset)
+    if split == "validation" and config.data.train_on_validation:
+        logger.warning("data.train_on_validation is on: the model trained on the validation "
+                       "cases, so these scores are optimistic; score the test split")
     if config.model.spatial_dims == 3:
         _check_volume_options(ev)  # before any run is opened
     cardinality = int(dataset.cardinality().numpy())

@@ -2,8 +2,8 @@
 
 A split record of :func:`segtie.data.provenance.describe_split` becomes one MLflow
 dataset (name ``<dataset>-<split>``, the split digest, source type ``local`` with the
-archive's ``file://`` URI, a JSON profile holding the archive's SHA-256, ``num_cases``
-and the size of every split) logged as an input of the run with the context tag
+archive's ``file://`` URI, a JSON profile holding the archive's SHA-256, ``num_cases``,
+the source splits read (``parts``) and the size of every split) logged as an input of the run with the context tag
 ``mlflow.data.context`` = the split. The MLflow UI lists it on the run page
 ("Datasets used") and in the runs table.
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 __all__ = ["CONTEXT_TAG", "dataset_input", "has_input", "log_dataset_inputs"]
 
 CONTEXT_TAG = "mlflow.data.context"
-PROFILE_KEYS = ("sha256", "num_cases", "case_limit", "split_sizes")
+PROFILE_KEYS = ("sha256", "num_cases", "case_limit", "split_sizes", "parts")
 
 
 def dataset_input(record: dict):

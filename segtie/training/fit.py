@@ -183,6 +183,9 @@ def train(config: cfg.Config, model: Optional[keras.Model] = None,
                       loss=DiceCELoss(config.train.dice_weight, config.train.bce_weight),
                       metrics=[DiceMetric(threshold=config.eval.threshold)])
     num_params = saved_model_of(model).count_params()
+    if config.data.train_on_validation:
+        logger.warning("data.train_on_validation: training on the train and validation cases; "
+                       "validation Dice scores seen images (optimistic)")
     logger.info("Model %s (from %s): %d parameters, %d training batches per epoch",
                 model.name, "the config" if source == CONFIG_MODEL else "the caller",
                 num_params, steps)
