@@ -16,7 +16,7 @@ UNET_KEYS = ("in_channels", "num_classes", "base_filters", "depth", "num_iterati
              "norm", "norm_per_iteration", "tied", "dropout", "width_multiplier", "tie_levels",
              "tie_decoder", "level_projection", "norm_per_level", "num_recurrences",
              "recompute", "spatial_dims", "num_templates", "basis_size", "basis_unique",
-             "basis_ratio", "basis_orthogonality", "deep_supervision")
+             "basis_ratio", "basis_orthogonality", "deep_supervision", "conv_bias")
 
 
 def unet_arguments(model_config) -> dict:

@@ -87,6 +87,7 @@ class RecurrentConvBlock(layers.Layer):
         basis (basis_size=s, basis_unique=r), V = num_uses*num_iterations:
                k*F*s + V*(k*F*r + (s + r)*F) + F                         (replaces tied)
         norm_per_use=True: every norm above (entry and per-iteration) times num_uses
+        conv_bias=False: each convolution above without its + F
 
     Args:
         filters: int, output channels ``F``.
@@ -130,6 +131,12 @@ class RecurrentConvBlock(layers.Layer):
         spatial_dims: 2 (default; ``Conv2D``, images ``(batch, H, W, C)``) or 3
             (``Conv3D``, volumes ``(batch, D, H, W, C)``): one code path for both,
             see :mod:`segtie.nn.dims`.
+        conv_bias: bool, default True. False drops the bias of every convolution of
+            the block (entry, tied, bank, basis): each is followed by a batch or
+            instance norm, which subtracts the per-channel mean and so cancels a
+            per-channel bias exactly (Ioffe & Szegedy 2015, section 3.2): the same
+            functions, ``F`` fewer weights per convolution, no bias add or bias
+            gradient per use. Needs ``norm`` other than ``"none"``.
 
     Shapes:
         input ``(batch, *spatial, C_in)`` -> output ``(batch, *spatial, F)``, with
@@ -144,17 +151,18 @@ class RecurrentConvBlock(layers.Layer):
             ``norm``, ``spatial_dims`` not 2 or 3, a ``use`` outside ``[0, num_uses)``,
             ``num_templates`` < 0 or >= 1 with ``tied=False``, a basis with
             ``tied=False`` or a bank, ``basis_unique`` or ``basis_orthogonality``
-            without ``basis_size``.
+            without ``basis_size``, ``conv_bias=False`` with ``norm="none"``.
     """
 
     def __init__(self, filters, num_iterations=2, norm="batch", norm_per_iteration=False,
                  tied=True, dropout=0.0, num_uses=1, norm_per_use=False, recompute=False,
                  spatial_dims=2, num_templates=0, basis_size=0, basis_unique=0,
-                 basis_orthogonality=0.0, **kwargs):
+                 basis_orthogonality=0.0, conv_bias=True, **kwargs):
         super().__init__(**kwargs)
         check_block_arguments(filters, num_iterations, norm, tied, dropout, num_uses,
                               spatial_dims, num_templates, basis_size, basis_unique,
-                              basis_orthogonality)
+                              basis_orthogonality, conv_bias)
+        self.conv_bias = bool(conv_bias)
         self.filters = filters
         self.num_iterations = num_iterations
         self.norm = norm
@@ -177,7 +185,7 @@ class RecurrentConvBlock(layers.Layer):
         input_shape = _concatenated_shape(input_shape)
         # Sublayers share the block's dtype policy (mixed precision survives loading).
         conv = dict(kernel_size=3, padding="same", kernel_initializer="he_normal",
-                    dtype=self.dtype_policy)
+                    use_bias=self.conv_bias, dtype=self.dtype_policy)
         conv_class = layer_class("conv", self.spatial_dims)
         self.entry_conv = conv_class(self.filters, name="entry_conv", **conv)
         self.entry_norm = self._make_norm("entry_norm")
@@ -187,14 +195,14 @@ class RecurrentConvBlock(layers.Layer):
                       for i in range(n_convs)]
         self.bank = (TemplateBank(self.filters, self.num_templates,
                                   num_uses=self.num_uses * self.num_iterations,
-                                  spatial_dims=self.spatial_dims, dtype=self.dtype_policy,
-                                  name="template_bank") if self.num_templates else None)
+                                  spatial_dims=self.spatial_dims, use_bias=self.conv_bias,
+                                  dtype=self.dtype_policy, name="template_bank") if self.num_templates else None)
         self.basis = (FilterBasis(self.filters, self.basis_size,
                                   num_uses=self.num_uses * self.num_iterations,
                                   unique_size=self.basis_unique,
                                   orthogonality=self.basis_orthogonality,
-                                  spatial_dims=self.spatial_dims, dtype=self.dtype_policy,
-                                  name="filter_basis") if self.basis_size else None)
+                                  spatial_dims=self.spatial_dims, use_bias=self.conv_bias,
+                                  dtype=self.dtype_policy, name="filter_basis") if self.basis_size else None)
         n_norms = self.num_iterations if self.norm_per_iteration else 1
         self.norms = [self._make_norm(f"norm_{i}") for i in range(n_norms)]
         # Call sites 1 .. num_uses-1 with their own norms; site 0 uses the two above
@@ -291,5 +299,6 @@ class RecurrentConvBlock(layers.Layer):
                       norm_per_use=self.norm_per_use, recompute=self.recompute,
                       spatial_dims=self.spatial_dims, num_templates=self.num_templates,
                       basis_size=self.basis_size, basis_unique=self.basis_unique,
-                      basis_orthogonality=self.basis_orthogonality)
+                      basis_orthogonality=self.basis_orthogonality,
+                      conv_bias=self.conv_bias)
         return config

@@ -36,7 +36,9 @@ Notation: ``F_i = base_filters * width_multiplier ** i``; ``n = num_iterations``
     head    = F_0 C + C
     total   = encoder + decoder + gru + head   (times num_recurrences if untied)
 
-with ``L = depth if norm_per_level else 1`` (tied levels share normalization only
+With ``conv_bias: false`` every ``+ F`` of ``block`` and ``kernel`` (a block
+convolution's bias) is 0; projections, up-convolutions and the head keep theirs.
+Here ``L = depth if norm_per_level else 1`` (tied levels share normalization only
 when ``norm_per_level`` is false). The tied encoder's count is independent of
 ``depth`` when ``norm_per_level`` is false, and grows only by ``N(F)`` per norm
 and level otherwise; every count is independent of ``num_iterations`` when tied
@@ -62,7 +64,7 @@ NORM_WEIGHTS_PER_CHANNEL = {"batch": 4, "instance": 2, "none": 0}
 def block_count(c_in: int, filters: int, uses: int, num_iterations: int, norm: str,
                 norm_per_iteration: bool, tied: bool = True, spatial_dims: int = 2,
                 num_templates: int = 0, sites: int = 1, basis_size: int = 0,
-                basis_unique: int = 0) -> int:
+                basis_unique: int = 0, conv_bias: bool = True) -> int:
     """Weights of one :class:`~segtie.nn.recurrent_conv_block.RecurrentConvBlock`.
 
     ``uses`` sets of norms; ``sites`` call sites (each with its ``num_iterations``
@@ -72,15 +74,16 @@ def block_count(c_in: int, filters: int, uses: int, num_iterations: int, norm: s
     norm_size = NORM_WEIGHTS_PER_CHANNEL[norm] * filters
     norms = 1 + (num_iterations if norm_per_iteration else 1)
     k = 3 ** spatial_dims
+    b = filters if conv_bias else 0  # the bias of one convolution
     if basis_size:
         per_use = k * filters * basis_unique + (basis_size + basis_unique) * filters
-        kernel = k * filters * basis_size + sites * num_iterations * per_use + filters
+        kernel = k * filters * basis_size + sites * num_iterations * per_use + b
     elif num_templates:
         kernel = (num_templates * k * filters * filters
-                  + sites * num_iterations * num_templates + filters)
+                  + sites * num_iterations * num_templates + b)
     else:
-        kernel = (k * filters * filters + filters) * (1 if tied else num_iterations)
-    return k * c_in * filters + filters + kernel + norm_size * norms * uses
+        kernel = (k * filters * filters + b) * (1 if tied else num_iterations)
+    return k * c_in * filters + b + kernel + norm_size * norms * uses
 
 
 def parameter_count(in_channels=3, num_classes=1, base_filters=16, depth=4,
@@ -88,7 +91,7 @@ def parameter_count(in_channels=3, num_classes=1, base_filters=16, depth=4,
                     width_multiplier=2, tie_levels=False, tie_decoder=False,
                     level_projection=False, norm_per_level=True, num_recurrences=1,
                     tie_recurrences=True, spatial_dims=2, num_templates=0, basis_size=0,
-                    basis_unique=0, basis_ratio=0.0, **_) -> int:
+                    basis_unique=0, basis_ratio=0.0, conv_bias=True, **_) -> int:
     """The number of weights of ``build_unet(**same arguments)``, from the formula.
 
     Arguments that do not change the count (``dropout``, ``recompute``, ``name``)
@@ -103,7 +106,8 @@ def parameter_count(in_channels=3, num_classes=1, base_filters=16, depth=4,
     def block(c, f, uses, sites=1):
         return block_count(c, f, uses, num_iterations, norm, norm_per_iteration, tied,
                            spatial_dims, num_templates, sites,
-                           basis_filters(f, basis_size, basis_ratio), basis_unique)
+                           basis_filters(f, basis_size, basis_ratio), basis_unique,
+                           conv_bias)
 
     k, s = 3 ** spatial_dims, 2 ** spatial_dims
 

@@ -82,7 +82,8 @@ class _Net:
                      dropout=args["dropout"], recompute=args["recompute"],
                      spatial_dims=dims, num_templates=args["num_templates"],
                      basis_unique=args["basis_unique"],
-                     basis_orthogonality=args["basis_orthogonality"])
+                     basis_orthogonality=args["basis_orthogonality"],
+                     conv_bias=args["conv_bias"])
 
         def basis(width):  # the shared basis filters of a block of this width
             return basis_filters(width, args["basis_size"], args["basis_ratio"])
@@ -157,7 +158,7 @@ def build_unet(in_channels=3, num_classes=1, base_filters=16, depth=4, num_itera
                level_projection=False, norm_per_level=True, num_recurrences=1,
                recompute=False, tie_recurrences=True, spatial_dims=2, num_templates=0,
                basis_size=0, basis_unique=0, basis_ratio=0.0, basis_orthogonality=0.0,
-               deep_supervision=False, name="recurrent_unet"):
+               deep_supervision=False, conv_bias=True, name="recurrent_unet"):
     """Build the (recurrent, tied) U-Net; see the module docstring for the schemes.
 
     Args:
@@ -194,6 +195,10 @@ def build_unet(in_channels=3, num_classes=1, base_filters=16, depth=4, num_itera
             ``1 .. depth - 3`` with identity layers ``decoder_output_<i>`` (no weights,
             no compute) for :class:`~segtie.nn.deep_supervision.ScaleSupervisionModel`;
             needs ``depth >= 4`` and ``num_recurrences == 1``.
+        conv_bias: bool, default True; False drops the convolution biases that a
+            norm cancels (every block's, see
+            :class:`~segtie.nn.recurrent_conv_block.RecurrentConvBlock`; projections,
+            up-convolutions and the head keep theirs).
         name: model name.
 
     Returns:

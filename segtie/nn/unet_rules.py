@@ -15,7 +15,7 @@ from segtie.nn.dims import check_spatial_dims
 from segtie.nn.norms import NORMS
 
 __all__ = ["basis_filters", "check_batch_norm_sharing", "check_block_arguments",
-           "check_unet_arguments", "image_channels", "level_widths"]
+           "check_conv_bias", "check_unet_arguments", "image_channels", "level_widths"]
 
 
 def level_widths(base_filters: int, width_multiplier: int, depth: int) -> list:
@@ -84,7 +84,7 @@ def check_unet_arguments(in_channels, num_classes, base_filters, depth, num_iter
                          level_projection, sized_by_budget=False, prefix="", spatial_dims=2,
                          num_templates=0, tied=True, basis_size=0, basis_unique=0,
                          basis_ratio=0.0, basis_orthogonality=0.0, deep_supervision=False,
-                         **_):
+                         conv_bias=True, **_):
     """Reject impossible combinations: the one home of the tying rules.
 
     Every key is named as ``{prefix}{key}``, so the config's check
@@ -103,8 +103,8 @@ def check_unet_arguments(in_channels, num_classes, base_filters, depth, num_iter
             ``basis_ratio``, or with more filters than a kernel's fan-in
             (``3 ** spatial_dims * base_filters``), ``basis_unique`` or
             ``basis_orthogonality`` without a basis, a negative ``basis_orthogonality``,
-            ``deep_supervision`` with ``depth`` < 4 or ``num_recurrences`` > 1;
-            the message names the key, the rule and the value received.
+            ``deep_supervision`` with ``depth`` < 4 or ``num_recurrences`` > 1,
+            ``conv_bias`` false with ``norm`` none; the message names the key, the rule and the value received.
     """
     counts = dict(in_channels=in_channels, num_classes=num_classes,
                   base_filters=base_filters, depth=depth, num_iterations=num_iterations,
@@ -114,6 +114,7 @@ def check_unet_arguments(in_channels, num_classes, base_filters, depth, num_iter
     check_spatial_dims(spatial_dims, prefix + "spatial_dims")
     if norm not in NORMS:
         raise ValueError(f"`{prefix}norm` must be one of {list(NORMS)}, received {norm!r}")
+    check_conv_bias(conv_bias, norm, prefix)
     for key, on in (("tie_levels", tie_levels), ("tie_decoder", tie_decoder)):
         if on and width_multiplier != 1 and depth > 1:
             raise ValueError(
@@ -157,9 +158,22 @@ def check_unet_arguments(in_channels, num_classes, base_filters, depth, num_iter
             f"num_recurrences={num_recurrences}")
 
 
+def check_conv_bias(conv_bias, norm, prefix=""):
+    """Refuse convolutions without bias where no norm follows to cancel it.
+
+    Raises:
+        ValueError: ``conv_bias`` false with ``norm`` ``"none"``.
+    """
+    if not conv_bias and norm == "none":
+        raise ValueError(f"`{prefix}conv_bias: false` relies on the norm after each "
+                         f"convolution to cancel the bias; with `{prefix}norm: none` the "
+                         f"bias is needed: set `{prefix}conv_bias: true` or a norm "
+                         f"(`batch`, `instance`)")
+
+
 def check_block_arguments(filters, num_iterations, norm, tied, dropout, num_uses,
                           spatial_dims, num_templates, basis_size, basis_unique,
-                          basis_orthogonality):
+                          basis_orthogonality, conv_bias=True):
     """The rules of one :class:`~segtie.nn.RecurrentConvBlock` (its keyword names).
 
     Raises:
@@ -188,6 +202,7 @@ def check_block_arguments(filters, num_iterations, norm, tied, dropout, num_uses
                          f"num_templates={num_templates}")
     if norm not in NORMS:
         raise ValueError(f"`norm` must be one of {list(NORMS)}, received {norm!r}")
+    check_conv_bias(conv_bias, norm)
     if not 0.0 <= float(dropout) < 1.0:
         raise ValueError(f"`dropout` must be in [0, 1), received {dropout!r}")
 
