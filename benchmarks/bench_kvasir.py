@@ -16,6 +16,8 @@ epochs: ``train.max_minutes`` is switched off (``--set train.max_minutes=28`` tu
 the cap back on). Models (binary, RGB in, logits out):
 
 - ``tied``: the config's model (default: widths 16-128, ``num_iterations: 2``);
+- ``tied_no_bias``: the same with ``model.conv_bias: false`` (the block
+  convolutions' biases, which their norms cancel, dropped);
 - ``untied``: the same graph with ``model.tied: false``, one kernel per use;
 - ``plain``: ``num_iterations: 1``, the U-Net double convolution;
 - ``tied_levels``: width ``--const-width`` at all ``--const-depth`` levels, one
@@ -28,7 +30,7 @@ the cap back on). Models (binary, RGB in, logits out):
   (two convolutions per block) at the config's widths, built by
   ``bench_tying.peer_builders``; they use batch norm, their only normalization.
 
-``tied``, ``untied``, ``plain``, ``tied_levels`` and ``plain_const`` are config
+``tied``, ``tied_no_bias``, ``untied``, ``plain``, ``tied_levels`` and ``plain_const`` are config
 overrides, so ``train(config)`` builds them as ``segtie train`` would and the run's
 ``config.yaml`` describes them; the peers are built here (after seeding with
 ``train.seed``) and trained by ``train(config, model=...)``. Before training, each
@@ -87,7 +89,8 @@ from segtie.nn.unet import level_widths  # noqa: E402
 from segtie.data.pipeline import build_eval_dataset  # noqa: E402
 from segtie.training import train  # noqa: E402
 
-KEYS = ("tied", "untied", "plain", "tied_levels", "plain_const", "peer_r2_unet", "peer_unet")
+KEYS = ("tied", "tied_no_bias", "untied", "plain", "tied_levels", "plain_const", "peer_r2_unet",
+        "peer_unet")
 PEERS = {"peer_r2_unet": "peer r2_unet_2d", "peer_unet": "peer unet_2d"}
 EQUAL_EPOCHS = ["train.max_minutes=null"]  # before the user's --set, which may undo it
 
@@ -97,6 +100,7 @@ def key_overrides(key: str, args) -> list:
     const = [f"model.base_filters={args.const_width}", f"model.depth={args.const_depth}",
              "model.width_multiplier=1"]
     return {"plain": ["model.num_iterations=1"], "untied": ["model.tied=false"],
+            "tied_no_bias": ["model.conv_bias=false"],
             "tied_levels": const + ["model.tie_levels=true", "model.tie_decoder=true",
                                     "model.level_projection=true"],
             "plain_const": const + ["model.num_iterations=1", "model.tie_levels=false",
@@ -133,6 +137,8 @@ def describe(key: str, config: cfg.Config) -> str:
     if key in PEERS:
         return f"{_peer(key, config)[0]}, widths {widths}, batch norm"
     what = {"tied": f"segtie as configured, {m.num_iterations} uses per tied kernel",
+            "tied_no_bias": f"segtie as configured, conv_bias: false, {m.num_iterations} uses "
+                            f"per tied kernel",
             "untied": "segtie tied: false, the tied graph with a separate kernel per use",
             "plain": "segtie plain U-Net (num_iterations=1)",
             "tied_levels": f"segtie tie_levels+tie_decoder, {m.num_iterations} uses per "

@@ -196,13 +196,15 @@ class RecurrentConvBlock(layers.Layer):
         self.bank = (TemplateBank(self.filters, self.num_templates,
                                   num_uses=self.num_uses * self.num_iterations,
                                   spatial_dims=self.spatial_dims, use_bias=self.conv_bias,
-                                  dtype=self.dtype_policy, name="template_bank") if self.num_templates else None)
+                                  dtype=self.dtype_policy, name="template_bank")
+                     if self.num_templates else None)
         self.basis = (FilterBasis(self.filters, self.basis_size,
                                   num_uses=self.num_uses * self.num_iterations,
                                   unique_size=self.basis_unique,
                                   orthogonality=self.basis_orthogonality,
                                   spatial_dims=self.spatial_dims, use_bias=self.conv_bias,
-                                  dtype=self.dtype_policy, name="filter_basis") if self.basis_size else None)
+                                  dtype=self.dtype_policy, name="filter_basis")
+                      if self.basis_size else None)
         n_norms = self.num_iterations if self.norm_per_iteration else 1
         self.norms = [self._make_norm(f"norm_{i}") for i in range(n_norms)]
         # Call sites 1 .. num_uses-1 with their own norms; site 0 uses the two above
