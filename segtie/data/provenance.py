@@ -124,7 +124,8 @@ def describe_split(data_config, split: str) -> dict:
     available = sum(sizes[part] for part in parts)
     num_cases = available if limit is None else min(available, limit)
     key = json.dumps([sha256, data_config.name, "+".join(parts), available, limit])
+    digest = hashlib.sha256(key.encode()).hexdigest()[:DIGEST_CHARS]
     return {"name": f"{data_config.name}-{split}", "dataset": data_config.name,
-            "split": split, "parts": parts, "digest": hashlib.sha256(key.encode()).hexdigest()[:DIGEST_CHARS],
+            "split": split, "parts": parts, "digest": digest,
             "sha256": sha256, "source": None if source is None else str(source),
             "num_cases": num_cases, "case_limit": limit, "split_sizes": sizes}
