@@ -10,4 +10,5 @@ SMALLEST_TIED = ["model.tie_levels=true", "model.tie_decoder=true",
 
 # Table row name -> overrides of RECIPE.
 RECIPE_MODELS = {"segtie default recipe (kvasir_seg: instance norm, N=2)": [],
+                 "segtie default recipe, conv_bias: false": ["model.conv_bias=false"],
                  "segtie smallest tied recipe (tie_levels+tie_decoder, width 16)": SMALLEST_TIED}
