@@ -86,7 +86,7 @@ class DataConfig:
     (nnU-Net's ``fold all``, the papers' use of all 20 DRIVE training images): the
     test split is untouched, but the validation Dice of such a run scores images it
     trained on, so it is optimistic and its best checkpoint is the best epoch on seen
-    images (with a cosine schedule, one of the last).
+    images, not necessarily the last (DRIVE, 90 epochs: epoch 65).
 
     ``name: folder`` reads your own data from ``folder`` (``images/`` and ``masks/``,
     see :mod:`segtie.data.sources.folder`); ``label_map`` maps raw mask values (palette
