@@ -17,7 +17,7 @@ def _biases(model):
     return [w for w in model.weights if w.path.endswith("bias")]
 
 
-def _copy_all_but_biases(source, target):
+def _copy_same_paths(source, target):
     """Give ``target`` every weight of ``source`` with the same path."""
     held = {w.path: w for w in target.weights}
     for w in source.weights:
@@ -49,7 +49,7 @@ def test_same_function_as_with_any_bias(norm, training):
     for w in with_bias.weights:
         if w.path.endswith("bias"):
             w.assign(rng.normal(0.0, 1.0, w.shape).astype("float32"))
-    _copy_all_but_biases(with_bias, without)
+    _copy_same_paths(with_bias, without)
     x = rng.uniform(0, 1, (2, *SIZE, 3)).astype("float32")
     a = keras.ops.convert_to_numpy(with_bias(x, training=training))
     b = keras.ops.convert_to_numpy(without(x, training=training))
@@ -58,7 +58,7 @@ def test_same_function_as_with_any_bias(norm, training):
     # The check has teeth: without a norm the bias is not cancelled.
     plain = dict(TINY, norm="none")
     biased, unbiased = build_unet(**plain), build_unet(**plain)
-    _copy_all_but_biases(biased, unbiased)
+    _copy_same_paths(biased, unbiased)
     for w in biased.weights:
         if w.path.endswith("bias") and "entry_conv" in w.path:
             w.assign(np.ones(w.shape, "float32"))

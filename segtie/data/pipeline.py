@@ -25,7 +25,6 @@ H, W, 1)``, masks int32 ``(batch, D, H, W, 1)``.
 from __future__ import annotations
 
 import logging
-from typing import Optional
 
 import tensorflow as tf
 
@@ -35,6 +34,7 @@ from segtie.data.augment.volume import augment_volume, check_volume_augment
 from segtie.data.patches import random_patch
 from segtie.data.preprocess import check_size, preprocess_image, preprocess_mask
 from segtie.data.sources import load_split
+from segtie.data.splits import case_limit, split_parts
 from segtie.data.volumes import fit_volume
 
 __all__ = ["build_dataset", "build_eval_dataset"]
@@ -42,18 +42,12 @@ __all__ = ["build_dataset", "build_eval_dataset"]
 logger = logging.getLogger(__name__)
 
 
-def _case_limit(data_config, split: str) -> Optional[int]:
-    """``max_train_cases`` for the train split, ``max_eval_cases`` for the others."""
-    if split == "train":
-        return data_config.max_train_cases
-    return data_config.max_eval_cases
-
-
 def _limited_split(data_config, split: str) -> tf.data.Dataset:
-    dataset = load_split(data_config, split)
-    if split == "train" and data_config.train_on_validation:
-        dataset = dataset.concatenate(load_split(data_config, "validation"))
-    limit = _case_limit(data_config, split)
+    first, *rest = split_parts(data_config, split)
+    dataset = load_split(data_config, first)
+    for part in rest:
+        dataset = dataset.concatenate(load_split(data_config, part))
+    limit = case_limit(data_config, split)
     if limit is not None:
         dataset = dataset.take(limit)
     return dataset

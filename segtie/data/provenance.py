@@ -30,7 +30,7 @@ import os
 from pathlib import Path
 from typing import Optional
 
-from segtie.data.splits import SPLITS, check_split
+from segtie.data.splits import SPLITS, case_limit, check_split, split_parts
 
 __all__ = ["DIGEST_CHARS", "describe_split", "file_sha256", "folder_sha256"]
 
@@ -117,10 +117,8 @@ def describe_split(data_config, split: str) -> dict:
     check_split(split)
     source, sha256 = _archive_source(data_config)
     sizes = _split_sizes(data_config)
-    limit = data_config.max_train_cases if split == "train" else data_config.max_eval_cases
-    parts = [split]
-    if split == "train" and data_config.train_on_validation:
-        parts.append("validation")
+    limit = case_limit(data_config, split)
+    parts = split_parts(data_config, split)
     available = sum(sizes[part] for part in parts)
     num_cases = available if limit is None else min(available, limit)
     key = json.dumps([sha256, data_config.name, "+".join(parts), available, limit])

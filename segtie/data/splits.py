@@ -7,7 +7,7 @@ import random
 SPLITS = ("train", "validation", "test")
 SPLIT_SEED = 2020
 
-__all__ = ["SPLITS", "SPLIT_SEED", "check_split", "split_ids"]
+__all__ = ["SPLITS", "SPLIT_SEED", "case_limit", "check_split", "split_ids", "split_parts"]
 
 
 def check_split(split: str) -> str:
@@ -19,6 +19,24 @@ def check_split(split: str) -> str:
     if split not in SPLITS:
         raise ValueError(f"`split` must be one of {list(SPLITS)}, received {split!r}")
     return split
+
+
+def split_parts(data_config, split: str) -> list[str]:
+    """The source splits that make up ``split`` for a run, in reading order.
+
+    ``["train", "validation"]`` for the train split with
+    ``data_config.train_on_validation`` (nnU-Net's ``fold all``), else ``[split]``.
+    """
+    if split == "train" and data_config.train_on_validation:
+        return ["train", "validation"]
+    return [split]
+
+
+def case_limit(data_config, split: str):
+    """``max_train_cases`` for the train split, ``max_eval_cases`` for the others."""
+    if split == "train":
+        return data_config.max_train_cases
+    return data_config.max_eval_cases
 
 
 def split_ids(ids: list[str], seed: int = SPLIT_SEED) -> dict[str, list[str]]:

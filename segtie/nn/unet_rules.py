@@ -104,7 +104,8 @@ def check_unet_arguments(in_channels, num_classes, base_filters, depth, num_iter
             (``3 ** spatial_dims * base_filters``), ``basis_unique`` or
             ``basis_orthogonality`` without a basis, a negative ``basis_orthogonality``,
             ``deep_supervision`` with ``depth`` < 4 or ``num_recurrences`` > 1,
-            ``conv_bias`` false with ``norm`` none; the message names the key, the rule and the value received.
+            ``conv_bias`` false with ``norm`` none; the message names the key, the rule
+            and the value received.
     """
     counts = dict(in_channels=in_channels, num_classes=num_classes,
                   base_filters=base_filters, depth=depth, num_iterations=num_iterations,

@@ -3,9 +3,9 @@
 A split record of :func:`segtie.data.provenance.describe_split` becomes one MLflow
 dataset (name ``<dataset>-<split>``, the split digest, source type ``local`` with the
 archive's ``file://`` URI, a JSON profile holding the archive's SHA-256, ``num_cases``,
-the source splits read (``parts``) and the size of every split) logged as an input of the run with the context tag
-``mlflow.data.context`` = the split. The MLflow UI lists it on the run page
-("Datasets used") and in the runs table.
+the source splits read (``parts``) and the size of every split) logged as an input of
+the run with the context tag ``mlflow.data.context`` = the split. The MLflow UI lists it
+on the run page ("Datasets used") and in the runs table.
 """
 
 from __future__ import annotations
