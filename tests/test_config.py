@@ -43,6 +43,8 @@ def test_bad_values_name_key_expected_and_received(raw, exc, message):
 def test_bad_override_and_missing_file(tmp_path):
     with pytest.raises(ValueError, match="group.key=value"):
         apply_overrides({}, ["train.epochs"])
+    with pytest.raises(ValueError, match=r"`data.image_size`: the value '\[64,' is not valid YAML"):
+        apply_overrides({}, ["data.image_size=[64,"])
     with pytest.raises(FileNotFoundError, match="nope.yaml"):
         load_config(tmp_path / "nope.yaml")
     bad = tmp_path / "bad.yaml"

@@ -106,7 +106,8 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     """Apply ``group.key=value`` overrides to a raw config dict (values parsed as YAML).
 
     Raises:
-        ValueError: an override without ``=``.
+        ValueError: an override without ``=``, or whose value is not valid YAML (the
+            message names the override).
     """
     raw = yaml.safe_load(yaml.safe_dump(raw)) or {}
     for item in overrides or []:
@@ -119,7 +120,13 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ValueError(f"Override {item!r}: `{part}` is not a group")
-        node[parts[-1]] = yaml.safe_load(text)
+        try:
+            node[parts[-1]] = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+            raise ValueError(f"`{key.strip()}`: the value {text!r} is not valid YAML "
+                             f"({problem}); expected e.g. 5, 1e-3, true, kvasir_seg or "
+                             f"[96, 96]") from err
     return raw
 
 
