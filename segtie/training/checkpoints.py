@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import zipfile
 from pathlib import Path
 from typing import Optional
 
@@ -35,7 +36,10 @@ def load_checkpoint(spec: str, tracking_uri: Optional[str] = None) -> keras.Mode
 
     Raises:
         FileNotFoundError: the path does not exist or MLflow cannot resolve the URI.
-        ValueError: the file exists but is not a loadable Keras model.
+        IsADirectoryError: the path is a folder (the message names its ``best.keras``
+            when it has one).
+        ValueError: the file exists but is not a ``.keras`` zip archive, or not a
+            loadable Keras model.
     """
     if is_mlflow_uri(spec):
         return tracking.load_keras_model(spec, tracking_uri)
@@ -43,6 +47,10 @@ def load_checkpoint(spec: str, tracking_uri: Optional[str] = None) -> keras.Mode
     if path.suffix != ".keras":
         raise ValueError(f"Checkpoint {path} must be a .keras file, received suffix "
                          f"{path.suffix!r}")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"Checkpoint {path} is not a .keras archive (expected a zip file "
+                         f"holding config.json and model.weights.h5, as segtie train "
+                         f"writes; {path.stat().st_size} bytes, not a zip)")
     try:
         return keras.saving.load_model(path, safe_mode=True)
     except Exception as err:  # zip/JSON/deserialisation errors: one clear message
@@ -112,8 +120,14 @@ def training_run_id(spec: str, tracking_uri: Optional[str] = None) -> Optional[s
 
 
 def _existing_file(spec: str) -> Path:
-    """``spec`` as an absolute path; ``FileNotFoundError`` saying what was expected."""
+    """``spec`` as an absolute path; ``FileNotFoundError`` (or ``IsADirectoryError``)
+    saying what was expected."""
     path = Path(spec).resolve()
+    if path.is_dir():
+        inside = path / "best.keras"
+        hint = f"; did you mean {inside}?" if inside.is_file() else ""
+        raise IsADirectoryError(f"Checkpoint {path} is a folder; expected a .keras file "
+                                f"(a run folder's best.keras){hint}")
     if not path.is_file():
         raise FileNotFoundError(f"Checkpoint not found: {path} (expected a .keras file "
                                 f"written by segtie train, or an MLflow URI runs:/<run_id>/model, "
@@ -151,5 +165,11 @@ def resolve_config(spec: str, config_path: Optional[str], overrides: list,
         if text:
             raw = yaml.safe_load(text) or {}
             return cfg.from_dict(cfg.apply_overrides(raw, overrides))
-    logger.info("No training config found for %s; using the default config", spec)
-    return cfg.load_config(None, overrides)
+    config = cfg.load_config(None, overrides)
+    logger.warning("No training config found for %s (no config.yaml beside it%s): using "
+                   "the default config (dataset %s, image size %s); if the model was "
+                   "trained with another, the scores may be wrong: pass --config <its "
+                   "config.yaml or recipe>", spec,
+                   "" if not is_mlflow_uri(spec) else " or in its MLflow run",
+                   config.data.name, "x".join(map(str, config.data.image_size)))
+    return config
