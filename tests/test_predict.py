@@ -144,6 +144,21 @@ def test_an_unreadable_image_stops_the_command_unless_keep_going(trained, images
     out = capsys.readouterr().out
     assert "skipped" in out and "damaged.png" in out and "1 of 2 images predicted" in out
     assert [p.name for p in (tmp_path / "b").iterdir()] == [f"{good.stem}_mask.png"]
+    (folder / good.name).unlink()  # nothing left that can be read: exit 1, not 0
+    assert _predict("--model", model, folder, "--output", tmp_path / "c", "--keep-going") == 1
+    captured = capsys.readouterr()
+    assert "0 of 1 images predicted" in captured.out
+    assert "no image of 1 could be predicted" in captured.err
+
+
+def test_an_output_that_is_a_file_is_refused_before_anything_runs(trained, images_dir,
+                                                                   tmp_path, capsys):
+    target = tmp_path / "masks.png"
+    target.write_bytes(b"keep me")
+    assert _predict("--model", trained.result.checkpoint, images_dir,
+                    "--output", target) == 2
+    assert f"--output {target} is a file; expected a folder" in capsys.readouterr().err
+    assert target.read_bytes() == b"keep me"
 
 
 def test_nothing_is_overwritten_without_overwrite(trained, images_dir, tmp_path, capsys):

@@ -13,13 +13,14 @@ inference options come from the model's config (``eval.sliding_window``,
 ``eval.tta_mirror``, ``eval.largest_component``, ``eval.threshold``; ``--set`` changes
 them): the config beside a ``.keras`` file or export, or the MLflow run's. No ground
 truth is needed. An unreadable image stops the command (exit 2, naming it) unless
-``--keep-going`` skips it; existing outputs are never replaced without
-``--overwrite``.
+``--keep-going`` skips it (exit 1 if it skipped every image); existing outputs are
+never replaced without ``--overwrite``.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from segtie.cli.common import add_config_arguments, run_command, setup_logging
@@ -77,6 +78,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"\n{done} of {summary.num_images} images predicted ({predictor.kind} model "
               f"{args.model}), {len(summary.skipped)} skipped, {len(summary.written)} files "
               f"in {out}, {summary.seconds:.1f} s")
+        if summary.num_images and not done:
+            print(f"error: no image of {summary.num_images} could be predicted",
+                  file=sys.stderr)
+            return 1
         return 0
 
     return run_command(body)

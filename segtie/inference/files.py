@@ -108,11 +108,15 @@ def plan_outputs(files: Sequence[Path], out_dir, probabilities: Optional[str],
         ValueError: an unknown ``probabilities`` format; two inputs with the same
             stem (their outputs would collide); an output that exists and
             ``overwrite`` is False (the message names it and how many exist).
+        NotADirectoryError: ``out_dir`` exists and is not a folder.
     """
     if probabilities not in (None, *PROBABILITY_FORMATS):
         raise ValueError(f"`probabilities` must be one of {list(PROBABILITY_FORMATS)} or "
                          f"None, received {probabilities!r}")
     out_dir, plan, stems = Path(out_dir), {}, {}
+    if out_dir.exists() and not out_dir.is_dir():
+        raise NotADirectoryError(f"--output {out_dir} is a file; expected a folder for the "
+                                 f"masks (created if missing)")
     for path in files:
         stem = volume_stem(path) if is_volume(path) else path.stem
         targets = _targets(path, out_dir, probabilities, num_classes)
