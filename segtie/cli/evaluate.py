@@ -66,7 +66,8 @@ def print_table(summary: dict, source: str, out_dir: Path) -> None:
     if pooled:
         values = "  ".join(f"{m} {pooled[m]:.4f}" for m in pooled["metrics"])
         print(f"\npooled over the {pooled['num_pixels']:,} pixels of all "
-              f"{pooled['num_cases']} cases (the DRIVE papers' convention):\n{values}")
+              f"{pooled['num_cases']} cases (one pool of pixels, not a mean over "
+              f"cases):\n{values}")
     roi = summary.get("num_cases_with_roi", 0)
     where = f"inside the ROI (field of view) for {roi} cases; " if roi else ""
     units = summary.get("distance_units", "pixels")

@@ -23,7 +23,8 @@ def format_report(config, model: keras.Model, figures: dict, recompute: dict,
         f"  unique parameters       {figures['unique_params']:>14,}  "
         f"(trainable {figures['trainable_params']:,})",
         f"  effective parameters    {figures['effective_params']:>14,}  (every use counted)",
-        f"  model file (.keras)     {figures['model_file_bytes']:>14,}  bytes",
+        f"  model file (.keras)     {figures['model_file_bytes']:>14,}  bytes (weights, "
+        f"no optimizer state; a run's best.keras also holds the optimizer's)",
         f"  FLOPs per image         {figures['flops_per_image']:>14,}  (2 x conv MACs)",
         f"  activation memory est.  {figures['activation_mb_estimate']:>14.1f}  MB at batch "
         f"{b} (recompute off {recompute[False]:.1f} MB, on {recompute[True]:.1f} MB)",

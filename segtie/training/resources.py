@@ -44,7 +44,9 @@ MEGABYTE = profile.MEGABYTE
 
 
 def model_file_bytes(model: keras.Model) -> int:
-    """Size of ``model`` saved as ``.keras``."""
+    """Bytes of ``model`` saved as ``.keras`` as it is (uncompiled: no optimizer state;
+    training's ``best.keras`` also holds the optimizer's variables, e.g. Adam's two
+    slots per weight, so it is about three times larger)."""
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "model.keras"
         model.save(path)
