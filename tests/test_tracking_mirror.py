@@ -41,9 +41,12 @@ def _steps(client, run_id, key):
 def test_sync_creates_the_run_and_sends_every_step_once_however_often_it_runs(tmp_path,
                                                                               capsys):
     folder, journal = _run_folder(tmp_path)
+    update_run_info(folder, tracking_synced=False)  # as training wrote it
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     for _ in range(2):
         assert cli.main(["sync", str(folder), "--tracking-uri", uri]) == 0
+        assert read_run_info(folder)["tracking_synced"] is True
+    assert not list(folder.glob(".*.tmp"))  # run_info.json rewritten atomically
     out = capsys.readouterr().out
     assert "sent            2 params, 7 metrics, 1 tags, 1 artifacts, 0 models" in out
     assert "sent            0 params, 0 metrics, 1 tags, 0 artifacts, 0 models" in out
@@ -81,12 +84,42 @@ def test_an_epoch_redone_after_a_resume_is_not_logged_twice(tmp_path):
 
 def test_sync_to_an_unreachable_store_says_so_and_keeps_everything(tmp_path, capsys):
     folder, journal = _run_folder(tmp_path)
+    update_run_info(folder, tracking_synced=False)
     before = journal.path.read_bytes()
     assert cli.main(["sync", str(folder)]) == 1
     assert "could not reach the MLflow store" in capsys.readouterr().err
     assert journal.path.read_bytes() == before
-    assert cli.main(["sync", str(tmp_path / "nope")]) == 2
-    assert "has no run_info.json with a run_uid" in capsys.readouterr().err
+    assert read_run_info(folder)["tracking_synced"] is False  # not sent: still says so
+
+
+def _not_a_run(root, kind):
+    """A folder `segtie sync` must refuse: ``missing``, ``empty`` or ``no journal``."""
+    if kind == "no journal":
+        folder, journal = _run_folder(root)
+        journal.path.unlink()
+        return folder
+    folder = root / "nosuch"
+    if kind == "empty":
+        folder.mkdir()
+    return folder
+
+
+@pytest.mark.parametrize("kind, message", [
+    ("missing", "{folder}: no such folder (expected a run folder written by segtie train, "
+                "runs/<dataset>-<time>)"),
+    ("empty", "{folder} is not a run folder segtie can sync: it has no run_info.json with a "
+              "run_uid and no journal tracking.jsonl (expected a run folder written by "
+              "segtie train"),
+    ("no journal", "{folder} is not a run folder segtie can sync: it has no journal "
+                   "tracking.jsonl (expected"),
+], ids=["missing", "empty", "no journal"])
+def test_sync_of_a_folder_that_is_not_a_run_says_what_is_wrong(tmp_path, capsys, kind,
+                                                               message):
+    folder = _not_a_run(tmp_path, kind)
+    assert cli.main(["sync", str(folder)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error: " + message.format(folder=folder)), err
+    assert "0.3" not in err  # segtie is 0.2.0: no version that does not exist
 
 
 def _first_use(uri, kind, barrier, queue):

@@ -7,6 +7,7 @@ params, every epoch's metrics, tags, artifacts, models, status) and mirrors it t
 MLflow as it goes. When the store could not be reached, this command sends what the
 MLflow run lacks (creating it if needed): each metric step once, however often it
 is run. ``--tracking-uri`` sends it to another store; ``run_info.json`` then names it.
+Once everything was sent, ``run_info.json`` says ``"tracking_synced": true``.
 """
 
 from __future__ import annotations

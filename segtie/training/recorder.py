@@ -22,7 +22,7 @@ import keras
 
 from segtie.tracking import RunMirror, resolve_tracking_uri
 from segtie.training.journal import JOURNAL_FILE, Journal
-from segtie.training.runs import read_run_info, update_run_info
+from segtie.training.runs import RUN_INFO, read_run_info, update_run_info
 
 logger = logging.getLogger(__name__)
 
@@ -176,26 +176,42 @@ def sync_run_folder(run_dir, tracking_uri: Optional[str] = None) -> dict:
         tracking_uri: another store than the one in ``run_info.json`` (the run is
             created there; ``run_info.json`` then names it).
 
+    Once the push succeeded, ``run_info.json`` names the MLflow run and the store and
+    says ``"tracking_synced": true`` (one atomic rewrite); a failed push leaves it as
+    it was.
+
     Returns:
         ``{"run_id", "tracking_uri", "params", "metrics", "tags", "artifacts",
         "models"}``: what was sent (0 everywhere when the store was up to date).
 
     Raises:
-        FileNotFoundError: not a run folder with a journal.
+        FileNotFoundError: ``run_dir`` does not exist, or it has no ``run_info.json``
+            with a ``run_uid`` or no journal (the message names what is missing).
         Exception: what the store raises when it cannot be reached.
     """
     run_dir = Path(run_dir)
     info = read_run_info(run_dir)
     journal = Journal(run_dir / JOURNAL_FILE)
-    if not info.get("run_uid") or not journal.path.is_file():
-        raise FileNotFoundError(f"{run_dir} has no run_info.json with a run_uid and "
-                                f"{JOURNAL_FILE} (expected a run folder written by segtie "
-                                f"train 0.3 or later)")
+    _check_run_folder(run_dir, info, journal)
     if info.get("status") == "RUNNING":
         logger.warning("%s is RUNNING (training, or killed without a trace): syncing what "
                        "its journal holds so far", run_dir)
     uri = resolve_tracking_uri(tracking_uri) if tracking_uri else info["tracking_uri"]
     mirror = _mirror(run_dir, info, uri)
     sent = mirror.push(journal.records())
-    update_run_info(run_dir, mlflow_run_id=mirror.run_id, tracking_uri=uri)
+    update_run_info(run_dir, mlflow_run_id=mirror.run_id, tracking_uri=uri,
+                    tracking_synced=True)
     return {"run_id": mirror.run_id, "tracking_uri": uri, **sent}
+
+
+def _check_run_folder(run_dir: Path, info: dict, journal: Journal) -> None:
+    """Raise ``FileNotFoundError`` unless ``run_dir`` is a run folder that can be synced."""
+    expected = "expected a run folder written by segtie train, runs/<dataset>-<time>"
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"{run_dir}: no such folder ({expected})")
+    missing = [what for what, present in (
+        (f"{RUN_INFO} with a run_uid", info.get("run_uid")),
+        (f"journal {JOURNAL_FILE}", journal.path.is_file())) if not present]
+    if missing:
+        raise FileNotFoundError(f"{run_dir} is not a run folder segtie can sync: it has no "
+                                f"{' and no '.join(missing)} ({expected})")
