@@ -15,7 +15,7 @@ import pytest
 
 from segtie import cli
 from segtie import config as cfg
-from segtie.training import TrainingInterrupted, fit, run_end, train
+from segtie.training import TrainingInterrupted, fit, guards, run_end, train
 from segtie.training.backup import read_state
 from segtie.training.callbacks import BestCheckpoint, TargetDice
 from segtie.training.journal import Journal
@@ -35,6 +35,12 @@ def _epochs(run_dir):
 
 def _steps(client, run_id, key):
     return [m.step for m in client.get_metric_history(run_id, key)]
+
+
+def _tags(run_dir):
+    """The tags the run folder's journal gives MLflow (the last value of each)."""
+    return {k: v for r in Journal(run_dir / "tracking.jsonl").records()
+            for k, v in (r.get("tags") or {}).items()}
 
 
 def _only_run(uri, experiment):
@@ -61,6 +67,8 @@ def test_sigterm_stops_after_the_step_marks_killed_and_the_run_resumes(
     assert keras.saving.load_model(err.run_dir / "best.keras", safe_mode=True)
     client, run = _only_run(uri, "sigterm")
     assert run.info.status == "KILLED" and run.info.run_id == info["mlflow_run_id"]
+    assert info["stop_reason"] == "interrupted by SIGTERM during epoch 2, step 1"
+    assert run.data.tags["segtie.stop_reason"] == info["stop_reason"]  # with KILLED
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # handlers restored
 
     monkeypatch.undo()
@@ -68,12 +76,72 @@ def test_sigterm_stops_after_the_step_marks_killed_and_the_run_resumes(
     assert (result.resumed_from_epoch, result.epochs_run) == (1, 3)
     client, run = _only_run(uri, "sigterm")  # the same run, not a second one
     assert run.info.status == "FINISHED" and run.info.run_id == result.mlflow_run_id
+    assert run.data.tags["segtie.stop_reason"] == "completed 3 epochs"  # the resumed end
     for key in ("val_dice", "loss", "learning_rate"):
         assert _steps(client, run.info.run_id, key) == [0, 1, 2]
     assert _epochs(result.run_dir) == [0, 1, 2]
     assert read_run_info(result.run_dir)["resumes"][0]["from_epoch"] == 1
     assert not (result.run_dir / "backup").exists()
     assert (result.run_dir / "last.weights.h5").is_file()
+
+
+def test_run_info_counts_each_completed_epoch_as_a_kill_minus_9_would_find_it(
+        kvasir_data_config, tmp_path, monkeypatch):
+    config = tiny_config(kvasir_data_config, tmp_path / "runs", {"epochs": 2})
+    seen, original = [], guards.StopOnSignal.on_train_batch_end
+
+    def look(self, batch, logs=None):  # the folder as a kill -9 at this step leaves it
+        if batch == 0:
+            (run_dir,) = (tmp_path / "runs").iterdir()
+            info, state = read_run_info(run_dir), read_state(run_dir / "backup") or {}
+            seen.append((info["status"], info["epochs_done"], state.get("epoch", 0)))
+        original(self, batch, logs)
+
+    monkeypatch.setattr(guards.StopOnSignal, "on_train_batch_end", look)
+    train(config)
+    assert seen == [("RUNNING", 0, 0), ("RUNNING", 1, 1)]  # epoch 2: epoch 1 counted
+
+
+@pytest.mark.parametrize("where", ["the end of the last epoch", "the run's last steps"])
+def test_a_sigterm_once_every_epoch_is_done_lets_the_run_finish(
+        kvasir_data_config, tmp_path, monkeypatch, caplog, where):
+    config = tiny_config(kvasir_data_config, tmp_path / "runs", {"epochs": 2})
+    owner, name = ((fit.BestCheckpoint, "on_epoch_end") if where.endswith("epoch")
+                   else (run_end, "_save_val_overlays"))
+    original = getattr(owner, name)
+
+    def terminate(*args, **kwargs):
+        if owner is run_end or args[1] == 1:  # epoch 2 of 2, before its backup
+            os.kill(os.getpid(), signal.SIGTERM)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, terminate)
+    caplog.set_level(logging.WARNING)
+    result = train(config)  # no TrainingInterrupted: there is nothing left to resume
+    info = read_run_info(result.run_dir)
+    assert (info["status"], info["epochs_done"], info["stop_reason"]) == (
+        "FINISHED", 2, "completed 2 epochs")
+    assert _tags(result.run_dir)["segtie.stop_reason"] == "completed 2 epochs"
+    assert Journal(result.run_dir / "tracking.jsonl").records()[-1]["status"] == "FINISHED"
+    assert (result.run_dir / "last.weights.h5").is_file()
+    assert not (result.run_dir / "backup").exists()
+    assert "SIGTERM received" in caplog.text and "finishing the run" in caplog.text
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+
+
+def test_a_stop_request_at_an_epoch_end_is_honoured_unless_every_epoch_is_done():
+    signals = guards.StopSignals()
+    stopper = guards.StopOnSignal(signals)
+    stopper.set_model(types.SimpleNamespace(stop_training=False))
+    stopper.set_params({"epochs": 3})
+    signals.requested = signal.SIGTERM
+    with pytest.raises(TrainingInterrupted, match="SIGTERM during the end of epoch 2$"):
+        stopper.on_epoch_end(1)
+    stopper.on_epoch_end(2)  # the last epoch: the run finishes
+    stopper.model.stop_training = True  # the time budget or target Dice ends it here
+    stopper.on_epoch_end(0)
+    stopper.on_train_end()
+    assert signals.deferred and signals.finishing  # the last steps finish too
 
 
 def test_ctrl_c_at_an_epoch_end_keeps_that_epoch_and_prints_how_to_resume(
@@ -121,11 +189,12 @@ def test_a_nan_loss_stops_at_once_fails_the_run_and_keeps_the_good_checkpoint(
     assert read_state(run_dir / "backup")["epoch"] == 1
     info = read_run_info(run_dir)
     assert info["status"] == "FAILED" and "loss is nan at epoch 2, step 1" in info["stop_reason"]
+    assert _tags(run_dir)["segtie.stop_reason"] == info["stop_reason"]  # the MLflow tag
     assert _epochs(run_dir) == [0]
 
 
 def test_an_exception_after_the_last_epoch_marks_the_run_failed(kvasir_data_config, tmp_path,
-                                                                monkeypatch):
+                                                                monkeypatch, caplog):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     config = tiny_config(kvasir_data_config, tmp_path / "runs", {"epochs": 1},
                          {"enabled": True, "tracking_uri": uri, "experiment": "crash"})
@@ -140,8 +209,19 @@ def test_an_exception_after_the_last_epoch_marks_the_run_failed(kvasir_data_conf
     assert run.info.status == "FAILED"  # never FINISHED, never left RUNNING
     (run_dir,) = (tmp_path / "runs").iterdir()
     info = read_run_info(run_dir)
-    assert info["status"] == "FAILED"
+    assert (info["status"], info["epochs_done"]) == ("FAILED", 1)
     assert info["stop_reason"] == "OSError: disk full while writing the overlays"
+    assert run.data.tags["segtie.stop_reason"] == info["stop_reason"]
+
+    monkeypatch.undo()  # resumed: nothing to train again, only the last steps
+    caplog.set_level(logging.INFO)
+    result = train(config, resume_from=run_dir)
+    assert (result.resumed_from_epoch, result.epochs_run) == (1, 1)
+    assert "after its last epoch (1 of 1 done): finishing the run" in caplog.text
+    assert "at epoch 2 of 1" not in caplog.text
+    _, run = _only_run(uri, "crash")
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["segtie.stop_reason"] == "completed 1 epoch"
 
 
 def test_a_run_cut_short_by_the_time_budget_says_so_everywhere(kvasir_data_config, tmp_path,
@@ -155,9 +235,7 @@ def test_a_run_cut_short_by_the_time_budget_says_so_everywhere(kvasir_data_confi
     (run_dir,) = [p for p in (tmp_path / "runs").iterdir() if not p.is_symlink()]
     info = read_run_info(run_dir)
     assert (info["status"], info["stop_reason"], info["epochs_done"]) == ("FINISHED", reason, 1)
-    tags = {k: v for r in Journal(run_dir / "tracking.jsonl").records()
-            for k, v in (r.get("tags") or {}).items()}
-    assert tags["segtie.stop_reason"] == reason  # the MLflow tag
+    assert _tags(run_dir)["segtie.stop_reason"] == reason  # the MLflow tag
 
 
 def test_a_run_stopped_at_its_target_dice_is_finished_and_says_when(
@@ -203,9 +281,12 @@ def test_training_with_an_unreachable_store_keeps_everything_for_segtie_sync(
     records = Journal(result.run_dir / "tracking.jsonl").records()
     assert [r["step"] for r in records if "val_dice" in r.get("metrics", {})] == [0, 1]
 
+    assert read_run_info(result.run_dir)["tracking_synced"] is False
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     assert cli.main(["sync", str(result.run_dir), "--tracking-uri", uri]) == 0
+    assert read_run_info(result.run_dir)["tracking_synced"] is True
     assert cli.main(["sync", str(result.run_dir)]) == 0  # again: nothing twice
+    assert read_run_info(result.run_dir)["tracking_synced"] is True
     client, run = _only_run(uri, "kvasir_seg")
     assert run.info.status == "FINISHED"
     for key in ("val_dice", "loss", "learning_rate"):

@@ -117,7 +117,9 @@ def run(args: argparse.Namespace) -> int:
                   f"{result.best_val_dice:.4f}); the chief wrote the run folder")
             return 0
         if result.resumed_from_epoch is not None:
-            print(f"\nresumed         at epoch {result.resumed_from_epoch + 1}")
+            at = result.resumed_from_epoch
+            print("\nresumed         " + (f"at epoch {at + 1}" if at < result.epochs_run else
+                                         f"after its last epoch ({at} done): finished the run"))
         print(f"\nrun folder      {result.run_dir}")
         print(f"checkpoint      {result.checkpoint}")
         print(f"best val Dice   {result.best_val_dice:.4f}")

@@ -9,7 +9,9 @@ After every completed epoch :class:`ResumableBackup` writes, into ``<run>/backup
   restores the optimizer exactly;
 - ``state.json``: ``{"epoch": completed epochs, "weights": that file's name,
   "best": BestCheckpoint's score and epoch, "train_seconds": training time so far,
-  "previous": the state before}``.
+  "previous": the state before}``;
+- then, if given, ``on_saved(epoch)`` runs (training records the completed epoch count
+  in ``run_info.json``, so a kill leaves a true ``epochs_done`` there too).
 
 Every file is written to a temporary name, flushed to disk and renamed over the old
 one (``os.replace`` is atomic on POSIX), and ``state.json`` goes last, so it only
@@ -108,6 +110,8 @@ class ResumableBackup(keras.callbacks.BackupAndRestore):
             ``best`` and ``best_epoch`` are saved and restored with the weights.
         train_seconds: callable returning the training seconds so far (saved, so a
             resumed run's time budget and ``train_seconds`` count the earlier part).
+        on_saved: optional callable taking the completed epoch count (int), called
+            after each epoch's ``state.json`` is written.
 
     On ``fit``'s start the newest state is restored into the model (weights and
     optimizer variables; the optimizer is built first) and into ``best``; if its
@@ -121,12 +125,13 @@ class ResumableBackup(keras.callbacks.BackupAndRestore):
             be read (the message names the files).
     """
 
-    def __init__(self, backup_dir, best, train_seconds=None):
+    def __init__(self, backup_dir, best, train_seconds=None, on_saved=None):
         super().__init__(str(backup_dir), save_freq="epoch", double_checkpoint=True,
                          delete_checkpoint=False)
         self.folder = Path(backup_dir)
         self.best = best
         self.train_seconds = train_seconds or (lambda: 0.0)
+        self.on_saved = on_saved
 
     # -- restore ------------------------------------------------------------------
     def on_train_begin(self, logs=None):
@@ -194,6 +199,8 @@ class ResumableBackup(keras.callbacks.BackupAndRestore):
         for stale in self.folder.glob("*.weights.h5"):  # bounded: two weights files
             if stale.name not in keep:
                 stale.unlink(missing_ok=True)
+        if self.on_saved is not None:
+            self.on_saved(epoch)
 
     def on_train_end(self, logs=None):
         """Keep the backup: the run deletes it once everything after ``fit`` is done."""

@@ -28,11 +28,13 @@ pyfunc model, raw uint8 images -> masks; :meth:`segtie.tracking.Tracker.log_pyfu
 Surviving: ``train(config, resume_from=run_dir)`` continues an unfinished run from
 its last completed epoch (weights, optimizer, schedule position, best score and
 epoch, data order and augmentation, the same MLflow run): a kill loses at most the
-epoch in progress. SIGINT/SIGTERM stop after the current step
-(:class:`~segtie.training.guards.TrainingInterrupted`, run ``KILLED``); a NaN or
-infinite loss stops at once (:class:`~segtie.training.guards.NonFiniteLoss`, run
-``FAILED``, the last good checkpoint kept); any other exception marks the run
-``FAILED``.
+epoch in progress; after each epoch's backup ``run_info.json``'s ``epochs_done`` is
+updated, so even a kill -9 leaves a true count. SIGINT/SIGTERM stop after the current
+step (:class:`~segtie.training.guards.TrainingInterrupted`, run ``KILLED``), unless
+every epoch is done: then the run finishes (``FINISHED``; a second signal stops at
+once). A NaN or infinite loss stops at once
+(:class:`~segtie.training.guards.NonFiniteLoss`, run ``FAILED``, the last good
+checkpoint kept); any other exception marks the run ``FAILED``.
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ from segtie.training.reproducibility import seed_everything
 from segtie.training.run_end import CONFIG_MODEL, finish, stop
 from segtie.training.run_start import (first_records, images_per_epoch, open_run, reopen,
                                        training_inputs)
-from segtie.training.runs import check_resumable, new_run_dir
+from segtie.training.runs import check_resumable, new_run_dir, update_run_info
 
 logger = logging.getLogger(__name__)
 __all__ = ["CONFIG_MODEL", "TrainResult", "new_run_dir", "train"]
@@ -216,7 +218,8 @@ def _train_run(config, model, source, distribution, scratch, resume_from, state,
     t0, spent = time.monotonic(), float(state["train_seconds"]) if state else 0.0
     clock = lambda: spent + time.monotonic() - t0  # noqa: E731 - all parts of the run
     best = BestCheckpoint(run_dir / "best.keras")
-    backup = ResumableBackup(run_dir / BACKUP_DIR, best, train_seconds=clock)
+    backup = ResumableBackup(run_dir / BACKUP_DIR, best, train_seconds=clock,
+                             on_saved=lambda done: update_run_info(run_dir, epochs_done=done))
     budget = TimeBudget(config.train.max_minutes, spent) if config.train.max_minutes else None
     target = (TargetDice(config.train.target_val_dice, clock)
               if config.train.target_val_dice is not None else None)
@@ -245,6 +248,7 @@ def _train_run(config, model, source, distribution, scratch, resume_from, state,
                           shuffle=False,  # the pipeline shuffles; Keras would warn
                           callbacks=callbacks, verbose=1)
             else:  # every epoch was done; a kill came during the last steps below
+                signals.let_finish()
                 backup.set_model(model)
                 with distribution.strategy.scope():  # the optimizer's variables, mirrored
                     backup.restore()

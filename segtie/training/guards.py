@@ -4,8 +4,11 @@
   SIGTERM into a request; :class:`StopOnSignal` (a callback) honours it after the
   current training or validation step by raising :class:`TrainingInterrupted`, or at
   the end of an epoch, after the backup of that epoch is written. A second signal
-  stops at once (Python's default behaviour). Outside ``fit`` (preparing data,
-  logging the model) the first signal raises :class:`TrainingInterrupted` at once.
+  stops at once (Python's default behaviour). Before ``fit`` the first signal raises
+  :class:`TrainingInterrupted` at once. Once every epoch is done (at the end of the
+  last one, or of one that the time budget or target Dice ends with, and during the
+  run's last steps: overlays, final metrics, the logged models) there is nothing left
+  to resume: a first signal is logged and the run finishes (``FINISHED``).
 - :class:`StopOnNonFiniteLoss` raises :class:`NonFiniteLoss` after the first batch
   whose loss is NaN or infinite, naming the epoch, step and learning rate.
 
@@ -82,7 +85,8 @@ class StopSignals:
 
     ``deferred`` (set by :class:`StopOnSignal` for the duration of ``fit``) makes the
     first signal a request honoured at the next step boundary; otherwise the handler
-    raises :class:`TrainingInterrupted` at once. The previous handlers come back on
+    raises :class:`TrainingInterrupted` at once. After :meth:`let_finish` a first
+    signal is only logged: the run ends normally. The previous handlers come back on
     exit. In a thread other than the main one (where Python cannot install signal
     handlers) it does nothing.
     """
@@ -90,7 +94,12 @@ class StopSignals:
     def __init__(self):
         self.requested: Optional[int] = None
         self.deferred = False
+        self.finishing = False
         self._previous = {}
+
+    def let_finish(self) -> None:
+        """Every epoch is done: from now on a first signal lets the run finish."""
+        self.deferred = self.finishing = True
 
     def _handle(self, signum, frame):
         if self.requested is not None:  # a second signal: do what it would have done
@@ -101,8 +110,12 @@ class StopSignals:
         name = signal.Signals(signum).name
         if not self.deferred:
             raise TrainingInterrupted(signum)
-        logger.warning("%s received: stopping after the current step (send it again to "
-                       "stop at once)", name)
+        if self.finishing:
+            logger.warning("%s received after the last epoch: finishing the run first "
+                           "(send it again to stop at once)", name)
+        else:
+            logger.warning("%s received: stopping after the current step (send it again "
+                           "to stop at once)", name)
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
@@ -121,7 +134,10 @@ class StopOnSignal(keras.callbacks.Callback):
     """Raise :class:`TrainingInterrupted` at the first step boundary after a signal.
 
     Put it last in the callback list: at an epoch's end it runs after the backup of
-    that (completed) epoch has been written.
+    that (completed) epoch has been written. At the end of the last epoch (``fit``'s
+    ``epochs``, or one after which ``model.stop_training`` is set: the time budget,
+    the target Dice) it does not raise, and when ``fit`` returns it calls
+    :meth:`StopSignals.let_finish`: a run whose epochs are all done finishes.
     """
 
     def __init__(self, signals: StopSignals):
@@ -147,10 +163,15 @@ class StopOnSignal(keras.callbacks.Callback):
         self._check(f"validation of epoch {self.epoch + 1}")
 
     def on_epoch_end(self, epoch, logs=None):
-        self._check(f"the end of epoch {epoch + 1}")
+        last = epoch + 1 >= (self.params or {}).get("epochs", epoch + 2)
+        if not (last or self.model.stop_training):
+            self._check(f"the end of epoch {epoch + 1}")
 
     def on_train_end(self, logs=None):
-        self.signals.deferred = False
+        if self.signals.requested is not None:
+            logger.warning("%s received at the end of the last epoch: every epoch is done, "
+                           "finishing the run", signal.Signals(self.signals.requested).name)
+        self.signals.let_finish()
 
 
 class StopOnNonFiniteLoss(keras.callbacks.TerminateOnNaN):

@@ -1,6 +1,8 @@
 """The end of a training run: what it writes when it stops early or finishes.
 
-:func:`stop` marks a run that did not finish (``KILLED`` or ``FAILED``, and why);
+:func:`stop` marks a run that did not finish (``KILLED`` or ``FAILED``, and why: in
+``run_info.json`` and as the MLflow tag ``segtie.stop_reason``, which a resumed run's
+:func:`finish` overwrites with why it ended);
 :func:`finish` writes everything after the last epoch: validation overlays, the final
 metrics, the logged models (Keras flavor, and the pyfunc serving model of a 2-D
 model), ``FINISHED``, ``latest`` and ``last.weights.h5``.
@@ -79,15 +81,27 @@ def _save_val_overlays(model, val_ds, path: Path, count: int) -> Optional[Path]:
     return path
 
 
+def _push_all(recorder: RunRecorder) -> Optional[bool]:
+    """Push the whole journal now: ``None`` with tracking off (nothing to send), else
+    whether the store took it (``False``: unreachable; ``segtie sync`` sends it later)."""
+    return recorder.sync(force=True) if recorder.mirror is not None else None
+
+
 def stop(recorder: RunRecorder, status: str, reason: str) -> None:
-    """Mark a run that did not finish (never raises: the cause is what matters)."""
+    """Mark a run that did not finish (never raises: the cause is what matters).
+
+    Journals the tag ``segtie.stop_reason`` = ``reason`` and ``status``, pushes them,
+    and writes ``status``, ``stop_reason``, ``epochs_done`` (the backup's count) and
+    ``tracking_synced`` to ``run_info.json``.
+    """
     try:
+        recorder.set_tags({"segtie.stop_reason": reason})
         recorder.set_status(status)
-        recorder.sync(force=True)
+        synced = _push_all(recorder)
         state = read_state(recorder.run_dir / BACKUP_DIR)
         update_run_info(recorder.run_dir, status=status, stop_reason=reason,
                         epochs_done=state["epoch"] if state else 0,
-                        mlflow_run_id=recorder.run_id)
+                        mlflow_run_id=recorder.run_id, tracking_synced=synced)
         logger.warning("Run %s %s: %s", recorder.run_dir, status, reason)
     except Exception as err:  # noqa: BLE001
         logger.error("Could not mark run %s %s: %s", recorder.run_dir, status, err)
@@ -116,8 +130,7 @@ def finish(recorder: RunRecorder, model, best: BestCheckpoint, val_ds, config, s
         recorder.log_model("pyfunc", "segtie.serving_uri", example=name)
     recorder.set_tags({"segtie.stop_reason": stop_reason})
     recorder.set_status("FINISHED")
-    # None: tracking is off (nothing to send); False: the store could not be reached
-    synced = recorder.sync(force=True) if recorder.mirror is not None else None
+    synced = _push_all(recorder)
     update_run_info(run_dir, status="FINISHED", stop_reason=stop_reason,
                     epochs_done=best.last_epoch + 1, mlflow_run_id=recorder.run_id,
                     train_seconds=seconds, tracking_synced=synced)

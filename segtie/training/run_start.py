@@ -99,9 +99,14 @@ def reopen(recorder: RunRecorder, start: int) -> None:
     update_run_info(recorder.run_dir, status="RUNNING", stop_reason=None,
                     resumes=info.get("resumes", []) + [
                         {"at": time.strftime("%Y-%m-%dT%H:%M:%S"), "from_epoch": start}])
+    epochs = int(info.get("epochs", 0))
+    if epochs and start >= epochs:  # stopped in the last steps: nothing to train again
+        logger.info("Resuming %s after its last epoch (%d of %d done): finishing the run",
+                    recorder.run_dir, start, epochs)
+        return
     logger.info("Resuming %s at epoch %d of %d (dropped %d journal records and %d "
-                "history rows of unfinished epochs)", recorder.run_dir, start + 1,
-                int(info.get("epochs", 0)), dropped, rows)
+                "history rows of unfinished epochs)", recorder.run_dir, start + 1, epochs,
+                dropped, rows)
 
 
 def open_run(config, model, source, distribution: Distribution, scratch,
