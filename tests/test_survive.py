@@ -8,7 +8,6 @@ import signal
 import types
 
 import keras
-import mlflow
 import numpy as np
 import pytest
 
@@ -21,6 +20,7 @@ from segtie.training.journal import Journal
 from segtie.training.optimizers import make_optimizer
 from segtie.training.runs import read_run_info
 
+from mlflow_runs import metric_steps, only_run
 from tiny_config import signal_at, tiny_config, tiny_raw, write_yaml
 
 pytestmark = pytest.mark.slow  # each trains a tiny model (5-25 s)
@@ -29,21 +29,12 @@ def _epochs(run_dir):
     return [int(row["epoch"]) for row in csv.DictReader(open(run_dir / "history.csv"))]
 
 
-def _steps(client, run_id, key):
-    return [m.step for m in client.get_metric_history(run_id, key)]
-
 
 def _tags(run_dir):
     """The tags the run folder's journal gives MLflow (the last value of each)."""
     return {k: v for r in Journal(run_dir / "tracking.jsonl").records()
             for k, v in (r.get("tags") or {}).items()}
 
-
-def _only_run(uri, experiment):
-    client = mlflow.MlflowClient(uri)
-    runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
-    assert len(runs) == 1, [r.info.run_name for r in runs]
-    return client, runs[0]
 
 
 def test_sigterm_stops_after_the_step_marks_killed_and_the_run_resumes(
@@ -61,7 +52,7 @@ def test_sigterm_stops_after_the_step_marks_killed_and_the_run_resumes(
     assert read_state(err.run_dir / "backup")["epoch"] == 1  # the completed epoch, not half
     assert _epochs(err.run_dir) == [0]
     assert keras.saving.load_model(err.run_dir / "best.keras", safe_mode=True)
-    client, run = _only_run(uri, "sigterm")
+    client, run = only_run(uri, "sigterm")
     assert run.info.status == "KILLED" and run.info.run_id == info["mlflow_run_id"]
     assert info["stop_reason"] == "interrupted by SIGTERM during epoch 2, step 1"
     assert run.data.tags["segtie.stop_reason"] == info["stop_reason"]  # with KILLED
@@ -70,11 +61,11 @@ def test_sigterm_stops_after_the_step_marks_killed_and_the_run_resumes(
     monkeypatch.undo()
     result = train(config, resume_from=err.run_dir)
     assert (result.resumed_from_epoch, result.epochs_run) == (1, 3)
-    client, run = _only_run(uri, "sigterm")  # the same run, not a second one
+    client, run = only_run(uri, "sigterm")  # the same run, not a second one
     assert run.info.status == "FINISHED" and run.info.run_id == result.mlflow_run_id
     assert run.data.tags["segtie.stop_reason"] == "completed 3 epochs"  # the resumed end
     for key in ("val_dice", "loss", "learning_rate"):
-        assert _steps(client, run.info.run_id, key) == [0, 1, 2]
+        assert metric_steps(client, run.info.run_id, key) == [0, 1, 2]
     assert _epochs(result.run_dir) == [0, 1, 2]
     assert read_run_info(result.run_dir)["resumes"][0]["from_epoch"] == 1
     assert not (result.run_dir / "backup").exists()
@@ -201,7 +192,7 @@ def test_an_exception_after_the_last_epoch_marks_the_run_failed(kvasir_data_conf
     monkeypatch.setattr(run_end, "_save_val_overlays", crash)
     with pytest.raises(OSError, match="disk full"):
         train(config)
-    _, run = _only_run(uri, "crash")
+    _, run = only_run(uri, "crash")
     assert run.info.status == "FAILED"  # never FINISHED, never left RUNNING
     (run_dir,) = (tmp_path / "runs").iterdir()
     info = read_run_info(run_dir)
@@ -215,7 +206,7 @@ def test_an_exception_after_the_last_epoch_marks_the_run_failed(kvasir_data_conf
     assert (result.resumed_from_epoch, result.epochs_run) == (1, 1)
     assert "after its last epoch (1 of 1 done): finishing the run" in caplog.text
     assert "at epoch 2 of 1" not in caplog.text
-    _, run = _only_run(uri, "crash")
+    _, run = only_run(uri, "crash")
     assert run.info.status == "FINISHED"
     assert run.data.tags["segtie.stop_reason"] == "completed 1 epoch"
 

@@ -14,6 +14,7 @@ from segtie.training.callbacks import BestCheckpoint
 from segtie.training.journal import Journal
 from segtie.training.runs import read_run_info
 
+from mlflow_runs import metric_steps, only_run
 from tiny_config import tiny_config
 
 pytestmark = pytest.mark.slow  # each trains a tiny model (5-25 s)
@@ -21,15 +22,6 @@ pytestmark = pytest.mark.slow  # each trains a tiny model (5-25 s)
 UNREACHABLE = "http://127.0.0.1:9"  # discard port: connection refused at once
 
 
-def _steps(client, run_id, key):
-    return [m.step for m in client.get_metric_history(run_id, key)]
-
-
-def _only_run(uri, experiment):
-    client = mlflow.MlflowClient(uri)
-    runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
-    assert len(runs) == 1, [r.info.run_name for r in runs]
-    return client, runs[0]
 
 
 def test_training_with_an_unreachable_store_keeps_everything_for_segtie_sync(
@@ -50,11 +42,11 @@ def test_training_with_an_unreachable_store_keeps_everything_for_segtie_sync(
     assert read_run_info(result.run_dir)["tracking_synced"] is True
     assert cli.main(["sync", str(result.run_dir)]) == 0  # again: nothing twice
     assert read_run_info(result.run_dir)["tracking_synced"] is True
-    client, run = _only_run(uri, "kvasir_seg")
+    client, run = only_run(uri, "kvasir_seg")
     assert run.info.status == "FINISHED"
     for key in ("val_dice", "loss", "learning_rate"):
-        assert _steps(client, run.info.run_id, key) == [0, 1]
-    assert _steps(client, run.info.run_id, "best_val_dice") == [0]
+        assert metric_steps(client, run.info.run_id, key) == [0, 1]
+    assert metric_steps(client, run.info.run_id, "best_val_dice") == [0]
     assert run.data.params["data.image_size"] == "[32, 32]"
     assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {
         "config.yaml", "history.csv", "val_overlays.png"}
@@ -81,9 +73,9 @@ def test_a_store_that_comes_back_during_training_gets_everything(kvasir_data_con
     monkeypatch.setattr(fit.BestCheckpoint, "on_epoch_end", store_returns)
     result = train(config)
     assert result.tracking_synced and result.mlflow_run_id
-    client, run = _only_run(uri, "kvasir_seg")
+    client, run = only_run(uri, "kvasir_seg")
     assert run.info.status == "FINISHED"
-    assert _steps(client, run.info.run_id, "val_dice") == [0, 1]
-    assert _steps(client, run.info.run_id, "num_params") == [0]
+    assert metric_steps(client, run.info.run_id, "val_dice") == [0, 1]
+    assert metric_steps(client, run.info.run_id, "num_params") == [0]
     assert json.loads((result.run_dir / "run_info.json").read_text())["mlflow_run_id"] == \
         run.info.run_id

@@ -10,6 +10,8 @@ from segtie import cli
 from segtie.training.journal import Journal
 from segtie.training.runs import read_run_info, update_run_info
 
+from mlflow_runs import metric_steps
+
 UNREACHABLE = "http://127.0.0.1:9"  # discard port: connection refused at once
 
 
@@ -34,9 +36,6 @@ def _run_folder(root, epochs=3, status="FINISHED"):
     return folder, journal
 
 
-def _steps(client, run_id, key):
-    return [m.step for m in client.get_metric_history(run_id, key)]
-
 
 def test_sync_creates_the_run_and_sends_every_step_once_however_often_it_runs(tmp_path,
                                                                               capsys):
@@ -57,7 +56,7 @@ def test_sync_creates_the_run_and_sends_every_step_once_however_often_it_runs(tm
     assert run.info.status == "FINISHED"
     assert run.info.start_time == 1_700_000_000_000
     assert run.info.end_time == journal.records()[-1]["time"]
-    assert _steps(client, run.info.run_id, "val_dice") == [0, 1, 2]
+    assert metric_steps(client, run.info.run_id, "val_dice") == [0, 1, 2]
     assert [m.value for m in client.get_metric_history(run.info.run_id, "loss")] == \
         pytest.approx([1.0, 0.9, 0.8])
     assert run.data.params == {"train.epochs": "3", "train.max_minutes": "null"}
@@ -78,7 +77,7 @@ def test_an_epoch_redone_after_a_resume_is_not_logged_twice(tmp_path):
     assert cli.main(["sync", str(folder)]) == 0
     client = mlflow.MlflowClient(uri)
     run_id = read_run_info(folder)["mlflow_run_id"]
-    assert _steps(client, run_id, "val_dice") == [0, 1, 2]
+    assert metric_steps(client, run_id, "val_dice") == [0, 1, 2]
     assert client.get_run(run_id).info.status == "FINISHED"
 
 
