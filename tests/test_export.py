@@ -191,3 +191,12 @@ def test_convert_litert_rejects_bad_arguments(kwargs, message, keras_model):
     with pytest.raises(ValueError) as err:
         convert_litert(keras_model, [64, 64], **kwargs)
     assert str(err.value).startswith(message)
+
+
+def test_conversion_keeps_the_converters_variable_listing_out_of_stdout(keras_model, capsys,
+                                                                        caplog):
+    with caplog.at_level("DEBUG", logger="segtie.export.litert"):
+        data = convert_litert(keras_model, [64, 64], "float32")
+    assert "TensorSpec" not in capsys.readouterr().out
+    assert "TensorSpec" in caplog.text  # kept at DEBUG, not lost
+    assert LiteRTModel(data).outputs["probabilities"]["dtype"] == np.float32

@@ -33,6 +33,8 @@ their values, so the file has no weights and calibration fails with
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 from typing import Iterable, Optional, Sequence
 
@@ -119,7 +121,15 @@ def _convert(model, image_size, variant, representative_images, int8_io) -> byte
             converter.inference_output_type = tf.int8
     logger.info("Converting %s to LiteRT %s%s", model.name, variant,
                 " (int8 outputs)" if int8_io else "")
-    return converter.convert()
+    # TensorFlow's converter saves a Keras 3 model through ExportArchive.write_out,
+    # which prints every resource variable's TensorSpec (hundreds of lines) to stdout
+    # with no way to pass verbose=False: keep it out of the user's terminal, at DEBUG.
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        flatbuffer = converter.convert()
+    logger.debug("The converter printed %d lines:\n%s",
+                 printed.getvalue().count("\n"), printed.getvalue())
+    return flatbuffer
 
 
 def _feed(images: np.ndarray):
