@@ -41,7 +41,7 @@ def test_no_command_prints_help_and_exits_2(capsys):
 @pytest.mark.parametrize("argv, message", [
     (["train", "--config", "no_such_recipe"],
      "error: Config file not found: no_such_recipe (expected a YAML file or the name of a "
-     "shipped recipe: drive, drive_basis, drive_basis_250k, drive_basis_all, drive_basis_long, hippocampus, kvasir_seg, kvasir_seg_1m, kvasir_seg_long)"),
+     "shipped recipe: drive, drive_basis, drive_basis_250k, drive_basis_all, drive_basis_long, hippocampus, kvasir_seg, kvasir_seg_1m, kvasir_seg_ensemble, kvasir_seg_long)"),
     (["report", "--set", "model.num_iterations=0", "--no-measure"],
      "error: --set model.num_iterations=0: `model.num_iterations` must be >= 1, received 0"),
     (["report", "--set", "model.tie_levels=true", "--no-measure"],

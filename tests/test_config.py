@@ -92,6 +92,9 @@ def test_a_shipped_variant_recipe_resolves_through_its_chain():
     basis = load_config("drive_basis_long")            # -> drive_basis -> drive
     assert (basis.train.epochs, basis.eval.tta_mirror, basis.model.base_filters,
             basis.data.patch_size, basis.eval.overlap) == (90, True, 53, [96, 96], 0.5)
+    members = load_config("kvasir_seg_ensemble")       # -> kvasir_seg_long -> kvasir_seg
+    assert (members.eval.tta_mirror, members.train.epochs, members.model.base_filters,
+            members.train.seed) == (True, 60, 16, 42)
 
 
 def test_a_user_file_inherits_from_a_recipe_by_name(tmp_path):
