@@ -75,3 +75,20 @@ def test_the_default_store_is_in_the_working_directory(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert tracking.resolve_tracking_uri() == f"sqlite:///{tmp_path / 'mlflow.db'}"
     assert tracking.resolve_tracking_uri("http://127.0.0.1:5000") == "http://127.0.0.1:5000"
+
+
+def test_a_run_missing_from_the_store_is_neither_linked_nor_tagged_and_tracking_goes_on(
+        tmp_path, caplog):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = tracking.Tracker(True, uri, "tracking-test")
+    other = tracker.start("training")
+    tracker.end("FINISHED")
+    run_id = tracker.start("evaluation")
+    missing = "0" * 32  # a training run of another store
+    assert tracker.run_link(missing) is None
+    tracker.tag_run(missing, {"segtie.eval_run_id": run_id})
+    assert tracker.active and f"Run {missing} is not in the tracking store" in caplog.text
+    tracker.tag_run(other, {"segtie.eval_run_id": run_id})  # one that is there: tagged
+    assert tracker.run_link(other).endswith(f"/runs/{other}")
+    tracker.end("FINISHED")
+    assert mlflow.MlflowClient(uri).get_run(other).data.tags["segtie.eval_run_id"] == run_id

@@ -107,17 +107,37 @@ class Tracker:
         columns = list(dict.fromkeys(k for row in rows for k in row))
         mlflow.log_table({c: [row.get(c) for row in rows] for c in columns}, artifact_file)
 
+    def _other_run(self, run_id: str):
+        """Another run of this store, or None (with a warning) when the store lacks it:
+        a checkpoint trained against another store, or a deleted run. Other errors
+        propagate (to :func:`_guarded`)."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self.client.get_run(run_id)
+        except MlflowException as err:
+            if err.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
+            logger.warning("Run %s is not in the tracking store %s (trained against "
+                           "another store?); not linked or tagged", run_id,
+                           self.tracking_uri)
+            return None
+
     @_guarded
     def tag_run(self, run_id: str, tags: dict) -> None:
-        """Set ``tags`` on another run of the store (the training run of an evaluation)."""
+        """Set ``tags`` on another run of the store (the training run of an evaluation);
+        nothing when the store lacks it (a warning)."""
+        if self._other_run(run_id) is None:
+            return
         for key, value in tags.items():
             self.client.set_tag(run_id, key, str(value))
 
     @_guarded
     def run_link(self, run_id: str) -> Optional[str]:
-        """The MLflow UI's relative link to ``run_id`` (``#/experiments/<id>/runs/<id>``)."""
-        run = self.client.get_run(run_id)
-        return f"#/experiments/{run.info.experiment_id}/runs/{run_id}"
+        """The MLflow UI's relative link to ``run_id`` (``#/experiments/<id>/runs/<id>``),
+        or None when the store lacks it (a warning)."""
+        run = self._other_run(run_id)
+        return f"#/experiments/{run.info.experiment_id}/runs/{run_id}" if run else None
 
     @_guarded
     def log_text(self, text: str, artifact_file: str) -> None:
