@@ -75,6 +75,9 @@ def test_export_writes_every_file_and_logs_them_to_a_run_of_the_training(trained
         [client.get_experiment_by_name("export-tests").experiment_id],
         "tags.`segtie.kind` = 'export'")
     assert run.data.tags["segtie.train_run_id"] == trained.result.mlflow_run_id
+    # The training run is in another store: the evaluation is still tracked whole.
+    assert "per_case_table.json" in {a.path for a in mlflow.MlflowClient(uri).list_artifacts(
+        run.info.run_id)}
     logged = {a.path for a in client.list_artifacts(run.info.run_id, "litert")}
     assert logged == {f"litert/model_{v}.tflite" for v in ("float32", "float16", "int8")}
     assert run.data.metrics["int8.file_bytes"] == info["variants"]["int8"]["file_bytes"]
@@ -200,3 +203,48 @@ def test_conversion_keeps_the_converters_variable_listing_out_of_stdout(keras_mo
     assert "TensorSpec" not in capsys.readouterr().out
     assert "TensorSpec" in caplog.text  # kept at DEBUG, not lost
     assert LiteRTModel(data).outputs["probabilities"]["dtype"] == np.float32
+
+
+def _hand_dice(prediction: np.ndarray, truth: np.ndarray) -> float:
+    """2|A and B| / (|A| + |B|); 1.0 when both are empty."""
+    both = prediction.sum() + truth.sum()
+    return 1.0 if both == 0 else 2.0 * np.logical_and(prediction, truth).sum() / both
+
+
+def test_evaluate_scores_an_int8_export_as_the_interpreter_runs_it(trained, exported,
+                                                                    test_frames, tmp_path):
+    import tensorflow as tf
+    from mlflow_runs import only_run
+
+    tflite = exported / "model_int8.tflite"
+    out = tmp_path / "eval"
+    uri = f"sqlite:///{tmp_path / 'eval.db'}"
+    code = cli.main(["evaluate", "--checkpoint", str(tflite),
+                     "--set", f"tracking.tracking_uri={uri}", "--set", f"eval.output_dir={out}",
+                     "--set", "eval.bootstrap_samples=0"])
+    assert code == 0
+    summary = json.loads(next(out.glob("eval-*/summary.json")).read_text())
+    # The reference: the interpreter on the uint8 frames, logits resized by hand, Dice by hand.
+    interpreter = LiteRTModel(tflite)
+    masks = [case["mask"] for case in build_eval_dataset(trained.config.data, "test")
+             .take(NUM_IMAGES).as_numpy_iterator()]
+    dice = []
+    for original, pixels, mask in zip(*test_frames, masks):
+        logits = interpreter.pixels(pixels)["logits"]
+        resized = tf.image.resize(logits, original.shape[:2], method="bilinear")[0, ..., 0]
+        dice.append(_hand_dice(resized.numpy() > 0, np.squeeze(mask) > 0))
+    assert summary["num_cases"] == NUM_IMAGES
+    np.testing.assert_allclose(summary["dice"]["mean"], np.mean(dice), atol=1e-6)
+    _, run = only_run(uri, trained.config.tracking.experiment)
+    assert run.data.tags["segtie.model_format"] == "litert"
+    assert run.data.tags["segtie.train_run_id"] == trained.result.mlflow_run_id
+    # The training run is in another store: the evaluation is still tracked whole.
+    assert "per_case_table.json" in {a.path for a in mlflow.MlflowClient(uri).list_artifacts(
+        run.info.run_id)}
+
+
+def test_evaluate_refuses_to_promote_an_export(exported, capsys):
+    code = cli.main(["evaluate", "--checkpoint", str(exported / "model_int8.tflite"),
+                     "--promote"])
+    assert code == 2
+    assert "--promote registers a .keras checkpoint" in capsys.readouterr().err

@@ -3,6 +3,7 @@
     segtie evaluate --checkpoint runs/<run>/best.keras
     segtie evaluate --checkpoint runs:/<mlflow_run_id>/model [--config ...] [--set ...]
     segtie evaluate --checkpoint models:/<name>/<version>     (or @<alias>, or models:/m-<id>)
+    segtie evaluate --checkpoint runs/<run>/export/model_int8.tflite   (an export, as on the device)
 
 Writes per_case.csv, summary.json, overlay PNGs (first cases; best, median and worst
 by Dice) and a Dice box plot to ``<eval.output_dir>/<run name>/``, logs them to an
@@ -15,6 +16,14 @@ window, mirroring TTA, largest component), spacing (``eval.spacing``, else the
 dataset's ``data.spacing``; pixels when neither is set), NSD tolerance and the
 bootstrap come from the ``eval`` group; the number of classes from
 ``model.num_classes`` (multi-class: argmax, per-class metrics).
+
+An exported model (a ``.tflite`` file or a SavedModel folder written by ``segtie
+export``) is scored the same way, through the LiteRT interpreter or TensorFlow: the
+config is the ``config.yaml`` the export wrote beside it unless ``--config`` is given; a
+LiteRT model takes its fixed input size (whole frames resized to it, or sliding windows
+of it) and one image per call. Its evaluation run is tagged ``segtie.model_format``
+(``litert`` or ``saved_model``) and with the training run its ``export.json`` names;
+``--promote`` is for ``.keras`` checkpoints only.
 
 Cases that carry a field of view (DRIVE) are scored inside it, against the first
 observer, with AUC/AP and accuracy; a second observer's annotation adds the human
@@ -40,7 +49,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True,
                         help="a .keras file, runs:/<run_id>/model, models:/m-<model_id>, "
-                             "models:/<name>/<version> or models:/<name>@<alias>")
+                             "models:/<name>/<version>, models:/<name>@<alias>, or an "
+                             "export: a .tflite file or a SavedModel folder")
     add_config_arguments(parser, config_help="a YAML config file or recipe name (default: "
                                              "the training run's own config)")
     parser.add_argument("--split", default="test", choices=SPLITS,
@@ -79,22 +89,37 @@ def run(args: argparse.Namespace) -> int:
     """Load the checkpoint and its config, score the split, print the table."""
     from segtie.data.pipeline import build_eval_dataset
     from segtie.evaluation import run_evaluation
+    from segtie.export.loading import is_export, load_predictor
     from segtie.training import checkpoints
 
     setup_logging()
+    if args.promote and is_export(args.checkpoint):
+        print(f"error: --promote registers a .keras checkpoint; {args.checkpoint} is an "
+              f"export (evaluate it without --promote)", file=sys.stderr)
+        return 2
 
     def load():
+        if is_export(args.checkpoint):
+            predictor = load_predictor(args.checkpoint, args.config, args.overrides)
+            if predictor.config.model.spatial_dims == 3:
+                raise ValueError(f"{args.checkpoint}: exported models are 2-D; evaluate a "
+                                 f"3-D model's .keras checkpoint")
+            return (predictor.config, predictor.model, predictor.options,
+                    predictor.train_run_id, predictor.kind,
+                    build_eval_dataset(predictor.config.data, args.split))
         config = checkpoints.resolve_config(args.checkpoint, args.config, args.overrides)
         model = checkpoints.load_checkpoint(args.checkpoint, config.tracking.tracking_uri)
         checkpoints.check_compatible(model, config.model, args.checkpoint)
-        return config, model, build_eval_dataset(config.data, args.split)
+        return (config, model, None, None, "keras",
+                build_eval_dataset(config.data, args.split))
 
     loaded = []
     status = run_command(lambda: loaded.append(load()) or 0)
     if status:
         return status
-    config, model, dataset = loaded[0]
-    result = run_evaluation(model, config, dataset, args.split, args.checkpoint)
+    config, model, options, train_run_id, kind, dataset = loaded[0]
+    result = run_evaluation(model, config, dataset, args.split, args.checkpoint,
+                            options=options, train_run_id=train_run_id, model_format=kind)
     if result.ensemble_runs and not result.train_run_id:
         source = f"training runs {', '.join(result.ensemble_runs)} (an ensemble)"
     else:

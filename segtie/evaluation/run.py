@@ -123,7 +123,10 @@ class EvaluationResult:
     ensemble_runs: Optional[list] = None  # an ensemble's members' training runs
 
 
-def run_evaluation(model, config, dataset, split: str, checkpoint: str) -> EvaluationResult:
+def run_evaluation(model, config, dataset, split: str, checkpoint: str,
+                   options: Optional[InferenceOptions] = None,
+                   train_run_id: Optional[str] = None,
+                   model_format: str = "keras") -> EvaluationResult:
     """Score ``model`` on ``dataset`` as ``config.eval`` says; log an MLflow eval run.
 
     The reports go to ``<eval.output_dir>/eval-<data.name>-<split>-<time>/``; the run
@@ -145,7 +148,15 @@ def run_evaluation(model, config, dataset, split: str, checkpoint: str) -> Evalu
             ``tracking``).
         dataset: :func:`segtie.data.pipeline.build_eval_dataset` of ``split``.
         split: ``"test"``, ``"validation"`` or ``"train"``; prefixes the metrics.
-        checkpoint: the checkpoint spec (a ``.keras`` path or an MLflow URI).
+        checkpoint: the checkpoint spec (a ``.keras`` path or an MLflow URI; or an
+            exported ``.tflite`` file or SavedModel, with ``options``).
+        options: the inference options; None = :func:`inference_options` of
+            ``config`` (a LiteRT model's come from
+            :func:`segtie.export.loading.load_predictor`: its fixed input size).
+        train_run_id: the training run, when ``checkpoint`` does not say it (an
+            export); None = read from the checkpoint.
+        model_format: ``"keras"``, ``"litert"`` or ``"saved_model"``, tagged
+            ``segtie.model_format``.
     """
     ev, fov = config.eval, has_field_of_view(dataset)
     if split == "validation" and config.data.train_on_validation:
@@ -155,7 +166,9 @@ def run_evaluation(model, config, dataset, split: str, checkpoint: str) -> Evalu
         _check_volume_options(ev)  # before any run is opened
     cardinality = int(dataset.cardinality().numpy())
     num_cases = cardinality if cardinality >= 0 else None
-    train_run = checkpoints.training_run_id(checkpoint, config.tracking.tracking_uri)
+    options = options or inference_options(config)
+    train_run = train_run_id or checkpoints.training_run_id(checkpoint,
+                                                            config.tracking.tracking_uri)
     members = ensemble_members(checkpoint)
     ensemble_runs = [m["training_run_id"] or "unknown" for m in members] if members else None
     run_name = f"eval-{config.data.name}-{split}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -166,7 +179,8 @@ def run_evaluation(model, config, dataset, split: str, checkpoint: str) -> Evalu
         run_id = tracker.start(run_name, tags={"segtie.kind": "evaluate",
                                                "segtie.checkpoint": checkpoint,
                                                "segtie.train_run_id": train_run or "unknown",
-                                               "segtie.split": split})
+                                               "segtie.split": split,
+                                               "segtie.model_format": model_format})
         test_set = describe_split(config.data, split)
         tracker.log_input(test_set)
         tracker.set_tags({"segtie.dataset": config.data.name,
@@ -174,12 +188,12 @@ def run_evaluation(model, config, dataset, split: str, checkpoint: str) -> Evalu
         if ensemble_runs:
             tracker.set_tags({"segtie.ensemble_members": ",".join(ensemble_runs)})
         tracker.log_params({"checkpoint": checkpoint, "split": split,
-                            "image_size": config.data.image_size,
+                            "image_size": list(options.image_size),
                             **{f"eval.{k}": v for k, v in vars(ev).items()}})
         if config.model.spatial_dims == 3:  # volumes: per-class scores in mm, mL
             tracker.log_metrics(dataset_facts(config.data))
             _, summary = evaluate_volumes(
-                model, _volume_cases(dataset), inference_options(config), out_dir,
+                model, _volume_cases(dataset), options, out_dir,
                 ev.num_overlays, nsd_tolerance=ev.nsd_tolerance,
                 bootstrap_samples=ev.bootstrap_samples,
                 confidence_level=ev.confidence_level, seed=ev.seed)
@@ -188,9 +202,9 @@ def run_evaluation(model, config, dataset, split: str, checkpoint: str) -> Evalu
             tracker.log_artifacts(out_dir)
             return EvaluationResult(summary, out_dir, train_run, run_id, ensemble_runs)
         rows, summary = evaluate(
-            model, _cases(dataset), config.data.image_size, ev.threshold, out_dir,
+            model, _cases(dataset), options.image_size, ev.threshold, out_dir,
             ev.num_overlays, ev.spacing or config.data.spacing,
-            inference_options=inference_options(config),
+            inference_options=options,
             nsd_tolerance=ev.nsd_tolerance, largest_component=ev.largest_component,
             keep_probabilities=ev.keep_probabilities or fov,
             accuracy=ev.accuracy or fov, bootstrap_samples=ev.bootstrap_samples,

@@ -13,6 +13,7 @@ fixed, the training size and the window are the model's own.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from pathlib import Path
 from typing import Optional
@@ -23,7 +24,7 @@ from segtie.export.runtime import LiteRTModel, SavedModelModel, is_saved_model
 from segtie.inference import InferenceOptions
 from segtie.training import checkpoints
 
-__all__ = ["Predictor", "load_predictor"]
+__all__ = ["Predictor", "is_export", "load_predictor"]
 
 logger = logging.getLogger(__name__)
 
@@ -38,12 +39,15 @@ class Predictor:
         config: the config it goes with.
         options: the :class:`InferenceOptions` of ``config`` (for the model).
         kind: ``"keras"``, ``"litert"`` or ``"saved_model"``.
+        train_run_id: the MLflow run that trained it (a checkpoint's ``run_info.json``,
+            an export's ``export.json``), or None when unknown.
     """
 
     model: object
     config: cfg.Config
     options: InferenceOptions
     kind: str
+    train_run_id: Optional[str] = None
 
 
 def _config_beside(path: Path, config_path, overrides) -> cfg.Config:
@@ -57,6 +61,15 @@ def _config_beside(path: Path, config_path, overrides) -> cfg.Config:
     return cfg.load_config(None, overrides)
 
 
+def _exported_from(path: Path) -> Optional[str]:
+    """The training run named in the ``export.json`` beside an export, if any."""
+    folder = path if path.is_dir() else path.parent
+    for candidate in (folder / "export.json", folder.parent / "export.json"):
+        if candidate.is_file():
+            return json.loads(candidate.read_text()).get("train_run_id")
+    return None
+
+
 def _litert_options(model: LiteRTModel, config: cfg.Config, spec: str) -> InferenceOptions:
     options = inference_options(config)
     window = options.window_size
@@ -68,6 +81,11 @@ def _litert_options(model: LiteRTModel, config: cfg.Config, spec: str) -> Infere
                     model.image_size, list(options.image_size))
     return dataclasses.replace(options, image_size=model.image_size, window_size=None,
                                batch_size=1)
+
+
+def is_export(spec: str) -> bool:
+    """Whether ``spec`` names an exported model (a ``.tflite`` file or a SavedModel)."""
+    return Path(spec).suffix == ".tflite" or is_saved_model(Path(spec))
 
 
 def load_predictor(spec: str, config_path: Optional[str] = None, overrides=(),
@@ -91,17 +109,20 @@ def load_predictor(spec: str, config_path: Optional[str] = None, overrides=(),
         config = checkpoints.resolve_config(spec, config_path, overrides)
         model = checkpoints.load_checkpoint(spec, config.tracking.tracking_uri)
         checkpoints.check_compatible(model, config.model, spec)
-        return Predictor(model, config, inference_options(config), "keras")
+        return Predictor(model, config, inference_options(config), "keras",
+                         checkpoints.training_run_id(spec, config.tracking.tracking_uri))
     if path.suffix == ".tflite":
         model = LiteRTModel(path, num_threads=num_threads)
         config = _config_beside(path, config_path, overrides)
         _check_classes(model.num_classes, config, spec)
-        return Predictor(model, config, _litert_options(model, config, spec), "litert")
+        return Predictor(model, config, _litert_options(model, config, spec), "litert",
+                         _exported_from(path))
     if is_saved_model(path):
         model = SavedModelModel(path)
         config = _config_beside(path, config_path, overrides)
         _check_classes(model.num_classes, config, spec)
-        return Predictor(model, config, inference_options(config), "saved_model")
+        return Predictor(model, config, inference_options(config), "saved_model",
+                         _exported_from(path))
     if not path.exists():
         raise FileNotFoundError(f"Model not found: {path} (expected a .keras or .tflite "
                                 f"file, a SavedModel folder, runs:/<run_id>/model or "
