@@ -22,6 +22,16 @@ def test_a_run_folder_is_refused_and_its_best_keras_named(tmp_path):
     assert "did you mean" not in str(caught.value)
 
 
+
+def test_an_export_folder_is_refused_and_its_models_named(tmp_path):
+    (tmp_path / "model_int8.tflite").write_bytes(b"")
+    (tmp_path / "saved_model").mkdir()
+    (tmp_path / "saved_model" / "saved_model.pb").write_bytes(b"")
+    with pytest.raises(IsADirectoryError, match=rf"an export: did you mean "
+                       rf"{tmp_path / 'model_int8.tflite'} or {tmp_path / 'saved_model'}\?"):
+        checkpoints.load_checkpoint(str(tmp_path))
+
+
 def test_a_file_that_is_not_a_zip_is_named_as_such(tmp_path):
     fake = tmp_path / "fake.keras"
     fake.write_bytes(b"not a zip at all")

@@ -125,7 +125,11 @@ def _existing_file(spec: str) -> Path:
     path = Path(spec).resolve()
     if path.is_dir():
         inside = path / "best.keras"
-        hint = f"; did you mean {inside}?" if inside.is_file() else ""
+        exported = sorted(str(p) for p in path.glob("model_*.tflite"))
+        if (path / "saved_model" / "saved_model.pb").is_file():
+            exported.append(str(path / "saved_model"))
+        hint = (f"; did you mean {inside}?" if inside.is_file() else
+                f"; an export: did you mean {' or '.join(exported)}?" if exported else "")
         raise IsADirectoryError(f"Checkpoint {path} is a folder; expected a .keras file "
                                 f"(a run folder's best.keras){hint}")
     if not path.is_file():
