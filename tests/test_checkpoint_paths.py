@@ -59,3 +59,22 @@ def test_a_lone_checkpoint_warns_which_config_scores_it(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger=checkpoints.__name__):
         assert checkpoints.resolve_config(str(lone), None, []).data.image_size == [32, 32]
     assert not caplog.records
+
+
+def test_a_config_for_other_data_than_the_models_own_is_named_in_a_warning(tmp_path, caplog):
+    from segtie import config as cfg
+    from segtie.export.loading import _config_beside
+
+    (tmp_path / "best.keras").write_bytes(b"")
+    (tmp_path / "model_int8.tflite").write_bytes(b"")
+    (tmp_path / "config.yaml").write_text(cfg.dump_yaml(cfg.load_config("kvasir_seg")))
+    with caplog.at_level(logging.WARNING):
+        checkpoints.resolve_config(str(tmp_path / "best.keras"), "drive", [])
+        _config_beside(tmp_path / "model_int8.tflite", "drive", [])
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 2 and all("data.name 'kvasir_seg' (its own) vs 'drive'" in w
+                                      for w in warnings), warnings
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):  # the same data: nothing to say
+        checkpoints.resolve_config(str(tmp_path / "best.keras"), "kvasir_seg_long", [])
+    assert not caplog.records

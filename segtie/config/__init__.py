@@ -21,6 +21,7 @@ Unknown keys, wrong types and out-of-range values raise ``ValueError`` or
 from __future__ import annotations
 
 import dataclasses
+import logging
 from pathlib import Path
 from typing import Optional
 
@@ -34,7 +35,7 @@ from segtie.config.groups import (AugmentConfig, Config, DataConfig, EvalConfig,
 __all__ = ["DEFAULT_CONFIG", "RECIPES_DIR", "AugmentConfig", "Config", "DataConfig",
            "EvalConfig", "ModelConfig", "TrackingConfig", "TrainConfig", "apply_overrides",
            "config_path", "dump_yaml", "flatten", "from_dict", "implied_num_classes",
-           "load_config", "recipe_names", "to_dict"]
+           "load_config", "recipe_names", "to_dict", "warn_if_trained_for_other_data"]
 
 RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
 """The recipes shipped with the package (``configs/`` in the checkout links here)."""
@@ -222,6 +223,22 @@ def _error_source(path: Path, raw: dict, overrides: Optional[list[str]], message
     except (ValueError, TypeError):
         return f"{path} (with {given})"
     return given  # the file alone is valid
+
+
+def warn_if_trained_for_other_data(own_config: Path, config: Config, model: str) -> None:
+    """Log a WARNING when ``config`` (from ``--config``) scores ``model`` on other data
+    than its own ``config.yaml`` says it was trained for (``data.name``,
+    ``data.image_size``, ``data.patch_size``). Scoring a model on another dataset is
+    allowed (a generalisation test), never silent."""
+    own = (yaml.safe_load(Path(own_config).read_text()) or {}).get("data") or {}
+    ours = dataclasses.asdict(config.data)
+    differ = [f"data.{k} {own[k]!r} (its own) vs {ours[k]!r}" for k in
+              ("name", "image_size", "patch_size") if k in own and own[k] != ours[k]]
+    if differ:
+        logging.getLogger(__name__).warning(
+            "%s was trained with other data than --config gives: %s (%s); scoring it "
+            "anyway: leave out --config to use its own", model, "; ".join(differ),
+            own_config)
 
 
 def dump_yaml(config: Config) -> str:

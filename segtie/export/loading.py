@@ -52,13 +52,22 @@ class Predictor:
 
 def _config_beside(path: Path, config_path, overrides) -> cfg.Config:
     """``--config``, else ``config.yaml`` in the export folder, else the default."""
+    own = next((folder / "config.yaml" for folder in
+                (path if path.is_dir() else path.parent, path.parent)
+                if (folder / "config.yaml").is_file()), None)
     if config_path:
-        return cfg.load_config(config_path, overrides)
-    for folder in (path if path.is_dir() else path.parent, path.parent):
-        if (folder / "config.yaml").is_file():
-            return cfg.load_config(folder / "config.yaml", overrides)
-    logger.info("No config.yaml beside %s; using the default config", path)
-    return cfg.load_config(None, overrides)
+        config = cfg.load_config(config_path, overrides)
+        if own is not None:
+            cfg.warn_if_trained_for_other_data(own, config, str(path))
+        return config
+    if own is not None:
+        return cfg.load_config(own, overrides)
+    config = cfg.load_config(None, overrides)
+    logger.warning("No config.yaml beside %s: using the default config (dataset %s, image "
+                   "size %s); if the model was trained with another, pass --config <its "
+                   "config.yaml or recipe>", path, config.data.name,
+                   "x".join(map(str, config.data.image_size)))
+    return config
 
 
 def _exported_from(path: Path) -> Optional[str]:

@@ -58,6 +58,7 @@ class Tracker:
         self.tracking_uri = resolve_tracking_uri(tracking_uri)
         self.experiment = experiment
         self.run_id: Optional[str] = None
+        self._missing: set = set()  # other runs found missing from the store
         self.client = None
 
     @_guarded
@@ -118,9 +119,11 @@ class Tracker:
         except MlflowException as err:
             if err.error_code != "RESOURCE_DOES_NOT_EXIST":
                 raise
-            logger.warning("Run %s is not in the tracking store %s (trained against "
-                           "another store?); not linked or tagged", run_id,
-                           self.tracking_uri)
+            if run_id not in self._missing:  # one warning per run
+                self._missing.add(run_id)
+                logger.warning("Run %s is not in the tracking store %s (trained against "
+                               "another store?); not linked or tagged", run_id,
+                               self.tracking_uri)
             return None
 
     @_guarded

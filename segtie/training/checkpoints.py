@@ -153,7 +153,11 @@ def resolve_config(spec: str, config_path: Optional[str], overrides: list,
     if not is_mlflow_uri(spec):
         _existing_file(spec)
     if config_path:
-        return cfg.load_config(config_path, overrides)
+        config = cfg.load_config(config_path, overrides)
+        beside = None if is_mlflow_uri(spec) else Path(spec).resolve().with_name("config.yaml")
+        if beside is not None and beside.is_file():
+            cfg.warn_if_trained_for_other_data(beside, config, spec)
+        return config
     if tracking_uri is None:  # a --set tracking.tracking_uri=... must reach the look-up
         # (only the tracking keys: the others belong to the run's config, e.g. a 3-D
         # window that the default 2-D config would refuse)
