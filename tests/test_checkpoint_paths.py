@@ -78,3 +78,12 @@ def test_a_config_for_other_data_than_the_models_own_is_named_in_a_warning(tmp_p
     with caplog.at_level(logging.WARNING):  # the same data: nothing to say
         checkpoints.resolve_config(str(tmp_path / "best.keras"), "kvasir_seg_long", [])
     assert not caplog.records
+
+
+def test_a_path_through_a_link_is_recorded_as_the_file_it_meant(tmp_path):
+    run = tmp_path / "runs" / "kvasir_seg-20261207-184051"
+    run.mkdir(parents=True)
+    (tmp_path / "runs" / "latest").symlink_to(run.name)
+    assert checkpoints.recorded_spec(str(tmp_path / "runs/latest/best.keras")) == str(
+        run.resolve() / "best.keras")
+    assert checkpoints.recorded_spec("runs:/abc/model") == "runs:/abc/model"

@@ -23,7 +23,7 @@ import pytest
 
 import segtie
 from segtie import config as cfg
-from segtie.training import train
+from segtie.training import checkpoints, train
 
 pytestmark = pytest.mark.slow
 
@@ -88,7 +88,8 @@ def test_every_uri_training_leaves_evaluates_with_its_config_and_links_back(trai
         assert "using the default config" not in done.stderr
         exp = client.get_experiment_by_name(EXPERIMENT)
         (run,) = client.search_runs([exp.experiment_id],
-                                    f"tags.`segtie.checkpoint` = '{spec}'")
+                                    f"tags.`segtie.checkpoint` = "
+                                    f"'{checkpoints.recorded_spec(spec)}'")
         assert run.data.tags["segtie.kind"] == "evaluate"
         assert run.data.tags["segtie.train_run_id"] == result.mlflow_run_id, spec
         assert run.data.params["image_size"] == "[64, 64]", spec  # the default is 128

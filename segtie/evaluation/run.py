@@ -171,13 +171,14 @@ def run_evaluation(model, config, dataset, split: str, checkpoint: str,
                                                             config.tracking.tracking_uri)
     members = ensemble_members(checkpoint)
     ensemble_runs = [m["training_run_id"] or "unknown" for m in members] if members else None
+    recorded = checkpoints.recorded_spec(checkpoint)
     run_name = f"eval-{config.data.name}-{split}-{time.strftime('%Y%m%d-%H%M%S')}"
     out_dir = Path(config.eval.output_dir) / run_name
     tracker = Tracker(config.tracking.enabled, config.tracking.tracking_uri,
                       config.tracking.experiment or config.data.name)
     with tracker:
         run_id = tracker.start(run_name, tags={"segtie.kind": "evaluate",
-                                               "segtie.checkpoint": checkpoint,
+                                               "segtie.checkpoint": recorded,
                                                "segtie.train_run_id": train_run or "unknown",
                                                "segtie.split": split,
                                                "segtie.model_format": model_format})
@@ -187,7 +188,7 @@ def run_evaluation(model, config, dataset, split: str, checkpoint: str,
                           "segtie.split_digest": test_set["digest"]})
         if ensemble_runs:
             tracker.set_tags({"segtie.ensemble_members": ",".join(ensemble_runs)})
-        tracker.log_params({"checkpoint": checkpoint, "split": split,
+        tracker.log_params({"checkpoint": recorded, "split": split,
                             "image_size": list(options.image_size),
                             **{f"eval.{k}": v for k, v in vars(ev).items()}})
         if config.model.spatial_dims == 3:  # volumes: per-class scores in mm, mL

@@ -109,6 +109,13 @@ def initialize_from(model: keras.Model, spec: str,
     logger.info("Initialised %d variables from %s", len(want), spec)
 
 
+def recorded_spec(spec: str) -> str:
+    """``spec`` as a record should keep it: an MLflow URI as it is, a path absolute with
+    its links followed (``runs/latest/best.keras`` names the run it meant, not
+    whichever run ``latest`` points at later)."""
+    return spec if is_mlflow_uri(spec) else str(Path(spec).resolve())
+
+
 def training_run_id(spec: str, tracking_uri: Optional[str] = None) -> Optional[str]:
     """The MLflow id of the training run that produced the checkpoint, if known."""
     if is_mlflow_uri(spec):
