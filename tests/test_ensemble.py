@@ -118,6 +118,19 @@ def test_cli_ensemble_of_a_run_with_itself_scores_as_the_run(trained, tmp_path, 
     assert cli.main(["ensemble", "--checkpoint", best, "--checkpoint", best,
                      "--output", str(out)]) == 2
     assert "exists; give another --output or --overwrite" in capsys.readouterr().err
+    # Its export keeps the members: export.json lists them, its evaluation is tagged.
+    assert cli.main(["export", "--checkpoint", str(out / "ensemble.keras"), "--variants",
+                     "float32", "--no-saved-model", "--set",
+                     f"tracking.tracking_uri={trained.tracking_uri}"]) == 0
+    exported = json.loads((out / "export" / "export.json").read_text())
+    assert [m["training_run_id"] for m in exported["ensemble_members"]] == [run_id, run_id]
+    capsys.readouterr()
+    assert cli.main(["evaluate", "--checkpoint", str(out / "export" / "model_float32.tflite"),
+                     "--split", "test"] + sets) == 0
+    assert f"training runs {run_id}, {run_id} (an ensemble)" in capsys.readouterr().out
+    assert len(client.search_runs(
+        [client.get_run(run_id).info.experiment_id],
+        filter_string=f"tags.`segtie.ensemble_members` = '{run_id},{run_id}'")) == 3
 
 
 @pytest.mark.slow

@@ -45,6 +45,7 @@ from segtie.export.litert import BYTES_PER_WEIGHT, VARIANTS, convert_litert
 from segtie.export.pixels import PixelServing, activation_name
 from segtie.nn.filter_basis import FilterBasis, factored_is_cheaper
 from segtie.tracking import Tracker
+from segtie.training.ensembles import ensemble_members
 
 __all__ = ["ExportResult", "bank_use_count", "basis_filter_count", "conv_kernel_count",
            "export_model", "litert_file_name", "litert_input_size"]
@@ -221,7 +222,9 @@ def _info(model, config, files, weights, kernels, source, train_run_id, images, 
     size, num_classes = litert_input_size(config), model.outputs[0].shape[-1]
     params = model.count_params()
     return {
-        "source": source, "train_run_id": train_run_id, "image_size": size,
+        "source": source, "train_run_id": train_run_id,
+        "ensemble_members": ensemble_members(source) if source else None,
+        "image_size": size,
         "saved_model_image_size": list(config.data.image_size),
         "num_classes": num_classes, "activation": activation_name(num_classes),
         "threshold": config.eval.threshold, "unique_params": params,
@@ -246,6 +249,9 @@ def _track(config, out_dir: Path, files: dict, info: dict) -> Optional[str]:
                                tags={"segtie.kind": "export",
                                      "segtie.checkpoint": info["source"] or "unknown",
                                      "segtie.train_run_id": info["train_run_id"] or "unknown"})
+        if info["ensemble_members"]:
+            tracker.set_tags({"segtie.ensemble_members": ",".join(
+                m["training_run_id"] or "unknown" for m in info["ensemble_members"])})
         tracker.log_params({"image_size": info["image_size"],
                             "variants": ",".join(info["variants"]),
                             "calibration_images": info["calibration_images"]})
