@@ -73,7 +73,8 @@ def test_export_writes_every_file_and_logs_them_to_a_run_of_the_training(trained
     client = mlflow.MlflowClient(trained.tracking_uri)
     (run,) = client.search_runs(
         [client.get_experiment_by_name("export-tests").experiment_id],
-        "tags.`segtie.kind` = 'export'")
+        "tags.`segtie.kind` = 'export' and "  # not another module's export of an ensemble
+        f"tags.`segtie.train_run_id` = '{trained.result.mlflow_run_id}'")
     assert run.data.tags["segtie.train_run_id"] == trained.result.mlflow_run_id
     logged = {a.path for a in client.list_artifacts(run.info.run_id, "litert")}
     assert logged == {f"litert/model_{v}.tflite" for v in ("float32", "float16", "int8")}
