@@ -90,7 +90,6 @@ def run(args: argparse.Namespace) -> int:
     from segtie.data.pipeline import build_eval_dataset
     from segtie.evaluation import run_evaluation
     from segtie.export.loading import is_export, load_predictor
-    from segtie.training import checkpoints
 
     setup_logging()
     if args.promote and is_export(args.checkpoint):
@@ -99,27 +98,22 @@ def run(args: argparse.Namespace) -> int:
         return 2
 
     def load():
-        if is_export(args.checkpoint):
-            predictor = load_predictor(args.checkpoint, args.config, args.overrides)
-            if predictor.config.model.spatial_dims == 3:
-                raise ValueError(f"{args.checkpoint}: exported models are 2-D; evaluate a "
-                                 f"3-D model's .keras checkpoint")
-            return (predictor.config, predictor.model, predictor.options,
-                    predictor.train_run_id, predictor.kind,
-                    build_eval_dataset(predictor.config.data, args.split))
-        config = checkpoints.resolve_config(args.checkpoint, args.config, args.overrides)
-        model = checkpoints.load_checkpoint(args.checkpoint, config.tracking.tracking_uri)
-        checkpoints.check_compatible(model, config.model, args.checkpoint)
-        return (config, model, None, None, "keras",
-                build_eval_dataset(config.data, args.split))
+        predictor = load_predictor(args.checkpoint, args.config, args.overrides)
+        if predictor.kind != "keras" and predictor.config.model.spatial_dims == 3:
+            raise ValueError(f"{args.checkpoint}: exported models are 2-D; evaluate a "
+                             f"3-D model's .keras checkpoint")
+        return predictor, build_eval_dataset(predictor.config.data, args.split)
 
     loaded = []
     status = run_command(lambda: loaded.append(load()) or 0)
     if status:
         return status
-    config, model, options, train_run_id, kind, dataset = loaded[0]
-    result = run_evaluation(model, config, dataset, args.split, args.checkpoint,
-                            options=options, train_run_id=train_run_id, model_format=kind)
+    predictor, dataset = loaded[0]
+    config = predictor.config
+    result = run_evaluation(predictor.model, config, dataset, args.split, args.checkpoint,
+                            options=predictor.options, train_run_id=predictor.train_run_id,
+                            model_format=predictor.kind,
+                            members=predictor.ensemble_members)
     if result.ensemble_runs and not result.train_run_id:
         source = f"training runs {', '.join(result.ensemble_runs)} (an ensemble)"
     else:

@@ -79,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
                 model, config, out, variants=args.variants, int8_io=args.int8_io,
                 calibration_images=args.calibration_images,
                 saved_model=not args.no_saved_model,
-                source=checkpoints.recorded_spec(args.checkpoint), train_run_id=train_run, overwrite=args.overwrite)
+                source=checkpoints.recorded_spec(args.checkpoint), train_run_id=train_run,
+                overwrite=args.overwrite)
         except FileExistsError as err:
             print(f"error: {err}", file=sys.stderr)
             return 2

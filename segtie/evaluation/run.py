@@ -126,7 +126,8 @@ class EvaluationResult:
 def run_evaluation(model, config, dataset, split: str, checkpoint: str,
                    options: Optional[InferenceOptions] = None,
                    train_run_id: Optional[str] = None,
-                   model_format: str = "keras") -> EvaluationResult:
+                   model_format: str = "keras",
+                   members: Optional[list] = None) -> EvaluationResult:
     """Score ``model`` on ``dataset`` as ``config.eval`` says; log an MLflow eval run.
 
     The reports go to ``<eval.output_dir>/eval-<data.name>-<split>-<time>/``; the run
@@ -157,6 +158,8 @@ def run_evaluation(model, config, dataset, split: str, checkpoint: str,
             export); None = read from the checkpoint.
         model_format: ``"keras"``, ``"litert"`` or ``"saved_model"``, tagged
             ``segtie.model_format``.
+        members: an ensemble's members when ``checkpoint`` does not list them beside
+            it (an exported ensemble); None = read beside the checkpoint.
     """
     ev, fov = config.eval, has_field_of_view(dataset)
     if split == "validation" and config.data.train_on_validation:
@@ -169,7 +172,7 @@ def run_evaluation(model, config, dataset, split: str, checkpoint: str,
     options = options or inference_options(config)
     train_run = train_run_id or checkpoints.training_run_id(checkpoint,
                                                             config.tracking.tracking_uri)
-    members = ensemble_members(checkpoint)
+    members = members or ensemble_members(checkpoint)
     ensemble_runs = [m["training_run_id"] or "unknown" for m in members] if members else None
     recorded = checkpoints.recorded_spec(checkpoint)
     run_name = f"eval-{config.data.name}-{split}-{time.strftime('%Y%m%d-%H%M%S')}"

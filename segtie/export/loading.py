@@ -41,6 +41,8 @@ class Predictor:
         kind: ``"keras"``, ``"litert"`` or ``"saved_model"``.
         train_run_id: the MLflow run that trained it (a checkpoint's ``run_info.json``,
             an export's ``export.json``), or None when unknown.
+        ensemble_members: an exported ensemble's members (its ``export.json``), else
+            None (a ``.keras`` ensemble's are read beside it by the evaluation).
     """
 
     model: object
@@ -48,6 +50,7 @@ class Predictor:
     options: InferenceOptions
     kind: str
     train_run_id: Optional[str] = None
+    ensemble_members: Optional[list] = None
 
 
 def _config_beside(path: Path, config_path, overrides) -> cfg.Config:
@@ -70,13 +73,10 @@ def _config_beside(path: Path, config_path, overrides) -> cfg.Config:
     return config
 
 
-def _exported_from(path: Path) -> Optional[str]:
-    """The training run named in the ``export.json`` beside an export, if any."""
-    folder = path if path.is_dir() else path.parent
-    for candidate in (folder / "export.json", folder.parent / "export.json"):
-        if candidate.is_file():
-            return json.loads(candidate.read_text()).get("train_run_id")
-    return None
+def _export_record(path: Path) -> dict:
+    """The ``export.json`` beside a ``.tflite`` file or ``saved_model/`` ({} if none)."""
+    record = path.resolve().with_name("export.json")
+    return json.loads(record.read_text()) if record.is_file() else {}
 
 
 def _litert_options(model: LiteRTModel, config: cfg.Config, spec: str) -> InferenceOptions:
@@ -114,7 +114,8 @@ def load_predictor(spec: str, config_path: Optional[str] = None, overrides=(),
     """
     overrides = list(overrides)
     path = Path(spec)
-    if checkpoints.is_mlflow_uri(spec) or path.suffix == ".keras":
+    if (checkpoints.is_mlflow_uri(spec) or path.suffix == ".keras"
+            or (path.is_dir() and not is_saved_model(path))):  # a folder: name what's in it
         config = checkpoints.resolve_config(spec, config_path, overrides)
         model = checkpoints.load_checkpoint(spec, config.tracking.tracking_uri)
         checkpoints.check_compatible(model, config.model, spec)
@@ -124,14 +125,16 @@ def load_predictor(spec: str, config_path: Optional[str] = None, overrides=(),
         model = LiteRTModel(path, num_threads=num_threads)
         config = _config_beside(path, config_path, overrides)
         _check_classes(model.num_classes, config, spec)
+        record = _export_record(path)
         return Predictor(model, config, _litert_options(model, config, spec), "litert",
-                         _exported_from(path))
+                         record.get("train_run_id"), record.get("ensemble_members"))
     if is_saved_model(path):
         model = SavedModelModel(path)
         config = _config_beside(path, config_path, overrides)
         _check_classes(model.num_classes, config, spec)
+        record = _export_record(path)
         return Predictor(model, config, inference_options(config), "saved_model",
-                         _exported_from(path))
+                         record.get("train_run_id"), record.get("ensemble_members"))
     if not path.exists():
         raise FileNotFoundError(f"Model not found: {path} (expected a .keras or .tflite "
                                 f"file, a SavedModel folder, runs:/<run_id>/model or "

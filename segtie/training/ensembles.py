@@ -93,14 +93,10 @@ def write_ensemble(specs: Sequence[str], out_dir, tracking_uri: Optional[str] = 
 
 
 def ensemble_members(spec: str) -> Optional[list]:
-    """The members listed beside an ensemble ``.keras`` file, or in the ``export.json``
-    beside an export of one (``.tflite`` or ``saved_model/``); ``None`` for any other."""
+    """The members listed beside an ensemble ``.keras`` file (``None`` for any other)."""
     if checkpoints.is_mlflow_uri(spec):
         return None
-    path = Path(spec).resolve()
-    listing, exported = path.with_name(MEMBERS_FILE), path.with_name("export.json")
-    if listing.is_file():
-        return json.loads(listing.read_text())["members"]
-    if exported.is_file():
-        return json.loads(exported.read_text()).get("ensemble_members")
-    return None
+    listing = Path(spec).resolve().with_name(MEMBERS_FILE)
+    if not listing.is_file():
+        return None
+    return json.loads(listing.read_text())["members"]
