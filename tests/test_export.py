@@ -112,6 +112,7 @@ def test_litert_outputs_match_keras_on_real_frames(variant, exported, keras_mode
                                                    test_frames):
     model = LiteRTModel(exported / f"model_{variant}.tflite", num_threads=1)
     assert model.image_size == [64, 64] and model.input_dtype == np.uint8
+    assert model.weights_dtype == variant
     diffs, agreement = _errors(model, keras_model, test_frames[1])
     print(f"{variant}: max |dp| {diffs.max():.2e}, mean {diffs.mean():.2e}, "
           f"decisive-pixel label agreement min {agreement.min():.4f}")
@@ -235,6 +236,7 @@ def test_evaluate_scores_an_int8_export_as_the_interpreter_runs_it(trained, expo
     np.testing.assert_allclose(summary["dice"]["mean"], np.mean(dice), atol=1e-6)
     _, run = only_run(uri, trained.config.tracking.experiment)
     assert run.data.tags["segtie.model_format"] == "litert"
+    assert run.data.tags["segtie.weights_dtype"] == "int8"
     assert run.data.tags["segtie.train_run_id"] == trained.result.mlflow_run_id
     # The training run is in another store: the evaluation is still tracked whole.
     assert "per_case_table.json" in {a.path for a in mlflow.MlflowClient(uri).list_artifacts(

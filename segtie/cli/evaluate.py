@@ -22,7 +22,8 @@ export``) is scored the same way, through the LiteRT interpreter or TensorFlow: 
 config is the ``config.yaml`` the export wrote beside it unless ``--config`` is given; a
 LiteRT model takes its fixed input size (whole frames resized to it, or sliding windows
 of it) and one image per call. Its evaluation run is tagged ``segtie.model_format``
-(``litert`` or ``saved_model``) and with the training run its ``export.json`` names;
+(``litert`` or ``saved_model``), ``segtie.weights_dtype`` (a LiteRT file's
+``int8``, ``float16`` or ``float32``) and with the training run its ``export.json`` names;
 ``--promote`` is for ``.keras`` checkpoints only.
 
 Cases that carry a field of view (DRIVE) are scored inside it, against the first

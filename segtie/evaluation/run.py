@@ -157,7 +157,9 @@ def run_evaluation(model, config, dataset, split: str, checkpoint: str,
         train_run_id: the training run, when ``checkpoint`` does not say it (an
             export); None = read from the checkpoint.
         model_format: ``"keras"``, ``"litert"`` or ``"saved_model"``, tagged
-            ``segtie.model_format``.
+            ``segtie.model_format``; ``segtie.weights_dtype`` tags how the model
+            stores its weights (a LiteRT file's ``weights_dtype``: ``"int8"``,
+            ``"float16"`` or ``"float32"``; Keras and SavedModel weights are float32).
         members: an ensemble's members when ``checkpoint`` does not list them beside
             it (an exported ensemble); None = read beside the checkpoint.
     """
@@ -184,7 +186,9 @@ def run_evaluation(model, config, dataset, split: str, checkpoint: str,
                                                "segtie.checkpoint": recorded,
                                                "segtie.train_run_id": train_run or "unknown",
                                                "segtie.split": split,
-                                               "segtie.model_format": model_format})
+                                               "segtie.model_format": model_format,
+                                               "segtie.weights_dtype": getattr(
+                                                   model, "weights_dtype", "float32")})
         test_set = describe_split(config.data, split)
         tracker.log_input(test_set)
         tracker.set_tags({"segtie.dataset": config.data.name,

@@ -51,6 +51,8 @@ class LiteRTModel:
         image_size: ``[H, W]`` of the fixed input.
         num_classes: logit channels ``K``.
         input_dtype: numpy dtype of the input (uint8).
+        weights_dtype: how the file stores its weights, read from its tensors:
+            ``"int8"`` (full-integer quantization), ``"float16"`` or ``"float32"``.
 
     Raises:
         FileNotFoundError: no file at ``model``.
@@ -84,6 +86,9 @@ class LiteRTModel:
         self.image_size = shape[1:3]
         self.input_dtype = inputs["image"]["dtype"]
         self.num_classes = int(self.outputs["logits"]["shape"][-1])
+        stored = {np.dtype(t["dtype"]) for t in self.interpreter.get_tensor_details()}
+        self.weights_dtype = next((str(np.dtype(d)) for d in (np.int8, np.float16)
+                                   if np.dtype(d) in stored), "float32")
 
     def pixels(self, image: np.ndarray) -> dict:
         """Run the exported signature on one uint8 image at :attr:`image_size`.
