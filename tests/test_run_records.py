@@ -42,6 +42,27 @@ def test_a_split_record_names_the_archive_its_sha256_and_the_split(kvasir_data_c
     assert len(digests) == 3  # another limit or split is another test set
 
 
+def test_the_split_record_outlives_the_archive(drive_archive, tmp_path, monkeypatch):
+    from segtie.data.sources import drive
+
+    monkeypatch.delenv("SEGTIE_MANUAL_DIR", raising=False)
+    sha256 = subprocess.run(["sha256sum", str(drive_archive)], capture_output=True,
+                            text=True, check=True).stdout.split()[0]
+    drive.prepare_drive(tmp_path / "tfds", drive_archive.parent)  # built now: recorded
+    config = cfg.DataConfig(name="drive", data_dir=str(tmp_path / "tfds"),
+                            manual_dir=str(drive_archive.parent))
+    with_archive = describe_split(config, "test")
+    empty = tmp_path / "moved"  # the archive moved away: only the prepared data is read
+    empty.mkdir()
+    without = describe_split(dataclasses.replace(config, manual_dir=str(empty)), "test")
+    assert with_archive["sha256"] == without["sha256"] == sha256
+    assert without["source"] == with_archive["source"] == str(drive_archive.resolve())
+    assert without["digest"] == with_archive["digest"]
+    (next((tmp_path / "tfds").rglob("segtie_source.json"))).unlink()  # data built before
+    assert describe_split(dataclasses.replace(config, manual_dir=str(empty)),
+                          "test")["sha256"] is None
+
+
 @pytest.mark.parametrize("model, name", [
     ({"num_iterations": 1}, "plain"),
     ({"num_iterations": 2}, "iter2"),

@@ -8,8 +8,10 @@ sets have the same ``digest``):
 - ``source``: the archive read (``kvasir-seg.zip``, ``DRIVE.zip``; the first that
   exists of :func:`~segtie.data.sources.archive.archive_candidates`) or the folder;
 - ``sha256``: SHA-256 of the archive's bytes; of a folder, of every file's relative
-  path and bytes in sorted order (``null`` when the archive is no longer there, the
-  prepared TFDS data being read instead);
+  path and bytes in sorted order. When the archive is no longer there, the prepared
+  TFDS data being read instead, both are the ones recorded when that data was built
+  (:func:`segtie.data.sources.archive.recorded_source`; ``null`` for data built
+  before the record was kept), so the digest does not change with the archive's place;
 - ``digest``: the first :data:`DIGEST_CHARS` hex digits of SHA-256 over the
   ``sha256``, the dataset name, the split, the split's size and the case limit
   (``max_train_cases``/``max_eval_cases``): the split rule is a pure function of
@@ -72,14 +74,14 @@ def _archive_source(data_config) -> tuple[Optional[Path], Optional[str]]:
     """The archive (or folder) read and its SHA-256; ``(None, None)`` if none is found."""
     if data_config.name in ("folder", "nifti_folder"):
         return Path(data_config.folder).resolve(), folder_sha256(data_config.folder)
-    from segtie.data.sources import LOADERS
+    from segtie.data.sources import LOADERS, prepared_source
     from segtie.data.sources.archive import archive_candidates
 
     module = __import__(LOADERS[data_config.name].__module__, fromlist=["ARCHIVE_NAME"])
     for path in archive_candidates(module.ARCHIVE_NAME, [data_config.manual_dir]):
         if path.is_file():
             return path.resolve(), file_sha256(path)
-    return None, None
+    return prepared_source(data_config)
 
 
 def _split_sizes(data_config) -> dict:

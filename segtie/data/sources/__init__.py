@@ -15,6 +15,7 @@ from segtie.data.sources.drive import Drive, load_drive_split, prepare_drive
 from segtie.data.sources import hippocampus
 from segtie.data.sources.hippocampus import Hippocampus, load_hippocampus_split
 from segtie.data.sources.folder import load_folder_split, validate_folder
+from segtie.data.sources.archive import recorded_source
 from segtie.data.sources.kvasir_seg import KvasirSeg, load_kvasir_split, prepare_kvasir_seg
 from segtie.data.sources import nifti_folder
 from segtie.data.sources.nifti_folder import load_nifti_folder_split, validate_nifti_folder
@@ -22,7 +23,7 @@ from segtie.data.splits import SPLITS, check_split
 
 __all__ = ["Drive", "Hippocampus", "KvasirSeg", "LOADERS", "dataset_facts", "SPLITS", "load_split", "load_drive_split",
            "load_folder_split", "load_hippocampus_split", "load_kvasir_split", "load_nifti_folder_split",
-           "prepare_drive", "prepare_kvasir_seg", "validate_folder", "validate_nifti_folder"]
+           "prepared_source", "prepare_drive", "prepare_kvasir_seg", "validate_folder", "validate_nifti_folder"]
 
 # DataConfig.name -> function(data_config, split) -> tf.data.Dataset of raw examples.
 LOADERS: dict[str, Callable[..., tf.data.Dataset]] = {
@@ -32,6 +33,29 @@ LOADERS: dict[str, Callable[..., tf.data.Dataset]] = {
     "hippocampus": load_hippocampus_split,
     "nifti_folder": load_nifti_folder_split,
 }
+
+# DataConfig.name -> function(data_config) -> its prepared TFDS builder (the archive datasets).
+PREPARERS: dict[str, Callable] = {
+    "kvasir_seg": lambda c: prepare_kvasir_seg(c.data_dir, c.manual_dir),
+    "drive": lambda c: prepare_drive(c.data_dir, c.manual_dir),
+    "hippocampus": lambda c: hippocampus._prepare_from(c)(c.data_dir, c.manual_dir),
+}
+
+
+def prepared_source(data_config):
+    """The archive that ``data_config``'s prepared TFDS data was built from, and its SHA-256.
+
+    Returns:
+        ``(path, sha256)`` from :func:`segtie.data.sources.archive.recorded_source`
+        (the path may be gone), or ``(None, None)`` for a dataset without an archive
+        or data built before the record was kept.
+
+    Raises:
+        FileNotFoundError: the data is not prepared and its archive cannot be found.
+    """
+    if data_config.name not in PREPARERS:
+        return None, None
+    return recorded_source(PREPARERS[data_config.name](data_config))
 
 
 def load_split(data_config, split: str) -> tf.data.Dataset:

@@ -6,11 +6,17 @@ An archive is looked for, in this order, at ``$SEGTIE_MANUAL_DIR/<name>``,
 ``tfds.download.DownloadConfig``. What a builder does when there is no local copy
 (download, or a clear error) is its own business; :func:`network_reachable` lets it
 fail fast on a machine without network.
+
+A dataset built from an archive records which one, and its SHA-256, in
+``<builder data_dir>/segtie_source.json`` (:data:`SOURCE_RECORD`), so that the run
+records of :mod:`segtie.data.provenance` name the same source once the archive has
+been moved away and only the prepared data is read.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import logging
 import os
 import socket
@@ -26,15 +32,17 @@ from etils import epath
 from PIL import Image
 
 from segtie.data.image_files import single_frame_upright
+from segtie.data.provenance import file_sha256
 
 logger = logging.getLogger(__name__)
 
 MANUAL_DIR_ENV = "SEGTIE_MANUAL_DIR"
 PROBE_TIMEOUT_S = 10.0  # connection probe before a download attempt
+SOURCE_RECORD = "segtie_source.json"  # beside a prepared dataset: the archive it was built from
 
-__all__ = ["MANUAL_DIR_ENV", "ZipArchiveBuilder", "archive_candidates", "network_reachable",
+__all__ = ["MANUAL_DIR_ENV", "SOURCE_RECORD", "ZipArchiveBuilder", "archive_candidates", "network_reachable",
            "scan_zip",
-           "member_names", "open_member", "prepare", "read_member"]
+           "member_names", "open_member", "prepare", "read_member", "recorded_source"]
 
 
 def archive_candidates(archive_name: str, manual_dirs: list[Optional[os.PathLike | str]]
@@ -172,6 +180,7 @@ class ZipArchiveBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True)
         for path in candidates:
             if path.is_file():
                 logger.info("Reading %s", path)
+                self.archive_read = path  # recorded by `prepare` once the build is done
                 return path, candidates
         return None, candidates
 
@@ -193,7 +202,28 @@ def prepare(builder_cls: type, data_dir: os.PathLike | str,
         manual_dir=None if manual_dir is None else os.fspath(manual_dir),
         try_download_gcs=False)
     builder.download_and_prepare(download_config=config)
+    read = getattr(builder, "archive_read", None)
+    if read is not None:  # built now, from this archive
+        record = Path(builder.data_dir) / SOURCE_RECORD
+        partial = record.with_name(record.name + ".partial")
+        partial.write_text(json.dumps({"source": str(read.resolve()),
+                                       "sha256": file_sha256(read)}, indent=2))
+        os.replace(partial, record)  # whole or absent, never half written
     return builder
+
+
+def recorded_source(builder: tfds.core.DatasetBuilder) -> tuple[Optional[Path], Optional[str]]:
+    """The archive a prepared dataset was built from and its SHA-256 (module docstring).
+
+    Returns:
+        ``(path, sha256)`` as recorded when the dataset was built (the path may no
+        longer exist), or ``(None, None)`` for data built before segtie kept the record.
+    """
+    record = Path(builder.data_dir) / SOURCE_RECORD
+    if not record.is_file():
+        return None, None
+    facts = json.loads(record.read_text())
+    return Path(facts["source"]), facts["sha256"]
 
 
 def read_split(prepare_fn, data_config, split: str):
