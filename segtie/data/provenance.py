@@ -71,7 +71,8 @@ def folder_sha256(folder) -> str:
 
 
 def _archive_source(data_config) -> tuple[Optional[Path], Optional[str]]:
-    """The archive (or folder) read and its SHA-256; ``(None, None)`` if none is found."""
+    """The archive (or folder) read and its SHA-256; without the archive, the ones its
+    prepared data recorded (``(None, None)`` when it holds no record)."""
     if data_config.name in ("folder", "nifti_folder"):
         return Path(data_config.folder).resolve(), folder_sha256(data_config.folder)
     from segtie.data.sources import LOADERS, prepared_source

@@ -40,9 +40,9 @@ MANUAL_DIR_ENV = "SEGTIE_MANUAL_DIR"
 PROBE_TIMEOUT_S = 10.0  # connection probe before a download attempt
 SOURCE_RECORD = "segtie_source.json"  # beside a prepared dataset: the archive it was built from
 
-__all__ = ["MANUAL_DIR_ENV", "SOURCE_RECORD", "ZipArchiveBuilder", "archive_candidates", "network_reachable",
-           "scan_zip",
-           "member_names", "open_member", "prepare", "read_member", "recorded_source"]
+__all__ = ["MANUAL_DIR_ENV", "SOURCE_RECORD", "ZipArchiveBuilder", "archive_candidates",
+           "member_names", "network_reachable", "open_member", "prepare", "read_member",
+           "recorded_source", "scan_zip"]
 
 
 def archive_candidates(archive_name: str, manual_dirs: list[Optional[os.PathLike | str]]
